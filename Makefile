@@ -1,0 +1,28 @@
+# cxraug: `make demo` and `make test` work on a fresh machine (they create .venv when missing).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cxraug-installed
+OUT    ?= runs/quickstart
+
+.PHONY: demo test test-fast install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cxraug study configs/quickstart.yaml --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf runs .pytest_cache

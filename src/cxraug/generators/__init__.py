@@ -1,0 +1,9 @@
+"""Generators: one interface (:class:`cxraug.generators.base.Generator`), one registry.
+
+Registry names: vae, conv-vae, dcgan, wgan-gp, vae-gan, acgan, pix2pix, stylegan2-ada, ddpm,
+and the reference generators oracle, copy and noise used by tests and sanity arms.
+"""
+
+from cxraug.registry import Registry
+
+GENERATORS: Registry = Registry("generator")

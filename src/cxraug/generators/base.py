@@ -1,0 +1,420 @@
+"""The generator interface every model implements, and the training loop they share.
+
+Three kinds (see :class:`GeneratorKind`):
+
+* unconditional - one model per class (VAE, DCGAN, WGAN-GP, VAE-GAN); ``fit`` gets one class's images.
+* conditional   - one model for all classes, sampled by label (ACGAN, StyleGAN2-ADA, DDPM).
+* translation   - source-class images in, target-class images out (Pix2Pix).
+
+A model subclass implements :meth:`Generator.build`, :meth:`Generator.train_step` and
+:meth:`Generator._generate`; this class owns the rest: the step loop, CSV loss log, fixed-noise sample grids,
+``last``/``best`` (by KID) and scheduled checkpoints, EMA, non-finite-loss stops and exact resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from cxraug import io
+from cxraug.data.imageset import ImageSet, to_uint8
+from cxraug.errors import CxraugError
+
+FORMAT = "cxraug-generator/1"
+
+#: ``scorer(images uint8 (N,S,S), labels int (N,) or None) -> {"kid": ..., ...}``; lower KID is better.
+Scorer = Callable[[np.ndarray, "np.ndarray | None"], dict[str, float]]
+
+
+class GeneratorKind(str, Enum):
+    UNCONDITIONAL = "unconditional"
+    CONDITIONAL = "conditional"
+    TRANSLATION = "translation"
+
+
+class GeneratorConfig(BaseModel):
+    """Options shared by every generator; models subclass this and add their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(64, ge=16, le=512, description="image size S (S x S, one channel)")
+    batch_size: int = Field(64, ge=1)
+    steps: int = Field(2000, ge=0, description="optimiser steps (one generator update = one step)")
+    epochs: float | None = Field(None, gt=0, description="if set, overrides steps: epochs * N / batch_size")
+    lr: float = Field(2e-4, gt=0)
+    ema_decay: float | None = Field(None, ge=0, lt=1, description="EMA of generator weights; None = off")
+    log_every: int = Field(10, ge=1)
+    sample_every: int = Field(500, ge=1, description="fixed-noise sample grid PNG every K steps")
+    checkpoint_every: int = Field(500, ge=1, description="last (and best-by-KID) checkpoint every K steps")
+    keep_steps: list[int] = Field(default_factory=list, description="also keep checkpoints at these steps")
+    kid_samples: int = Field(200, ge=10, description="samples scored by KID at each checkpoint")
+    seed: int = 0
+
+
+class TrainingDiverged(CxraugError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # images in [-1, 1], (B, 1, S, S)
+    y: torch.Tensor  # int64 labels (B,)
+    source: torch.Tensor | None = None  # translation: source-class images, (B, 1, S, S)
+
+
+@dataclass
+class FitResult:
+    steps: int
+    best_step: int | None
+    best_kid: float | None
+    wall_s: float
+    out_dir: str
+
+
+class Generator(ABC):
+    """Base class of every generator. Subclasses set ``name``, ``kind`` and ``Config``."""
+
+    name: ClassVar[str]
+    kind: ClassVar[GeneratorKind]
+    Config: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    #: names of attributes holding generator networks that get an EMA copy when ``ema_decay`` is set
+    ema_targets: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: GeneratorConfig | dict | None = None, classes: list[str] | None = None,
+                 device: str | torch.device = "cpu", preprocess: dict | None = None) -> None:
+        cfg = config if isinstance(config, GeneratorConfig) else self.Config(**(config or {}))
+        self.config = cfg
+        self.classes = list(classes or ["target"])
+        self.device = torch.device(device)
+        self.preprocess = dict(preprocess or {})
+        self.step = 0
+        self.best: dict[str, Any] = {"step": None, "kid": None}
+        torch.manual_seed(cfg.seed)
+        self.build()
+        self.ema: dict[str, nn.Module] = {}
+        if cfg.ema_decay is not None:
+            for attr in self.ema_targets:
+                self.ema[attr] = copy.deepcopy(getattr(self, attr)).eval().requires_grad_(False)
+        self._data_rng = torch.Generator().manual_seed(cfg.seed)
+        self._perm: torch.Tensor | None = None
+        self._perm_pos = 0
+
+    # ----------------------------------------------------------------- model-specific
+    @abstractmethod
+    def build(self) -> None:
+        """Create networks and optimisers as attributes (nn.Module / torch.optim.Optimizer), on ``self.device``."""
+
+    @abstractmethod
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimisation step on ``batch``; return the losses as floats (they are logged and NaN-checked)."""
+
+    @abstractmethod
+    def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
+                  rng: torch.Generator) -> torch.Tensor:
+        """Images in [-1, 1], (n, 1, S, S). Draw all randomness from ``rng``. Called under ``no_grad``."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Model state outside modules/optimisers that resume must restore (e.g. ADA's p)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
+
+    # ----------------------------------------------------------------- helpers for subclasses
+    def net(self, attr: str) -> nn.Module:
+        """The network to sample with: its EMA copy when EMA is on, else the trained one."""
+        return self.ema.get(attr, getattr(self, attr))
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, nn.Module)}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    # ----------------------------------------------------------------- sampling
+    def sample(self, n: int, label: int | str | list | np.ndarray | None = None,
+               source: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+        """``n`` uint8 one-channel images (n, S, S); deterministic for a given ``seed``.
+
+        ``label``: a class name/index (or one per image) for conditional models.
+        ``source``: uint8 source images (n, S, S) for translation models.
+        """
+        labels = self._labels(n, label)
+        src = None
+        if source is not None:
+            from cxraug.data.imageset import to_unit
+
+            src = to_unit(source[:n]).to(self.device)
+            n = len(src)
+        elif self.kind is GeneratorKind.TRANSLATION:
+            raise CxraugError(f"{self.name} translates images: pass source images to sample()")
+        rng = torch.Generator(device=self.device).manual_seed(int(seed))
+        for m in self.modules().values():
+            m.eval()
+        out = []
+        with torch.no_grad():
+            chunk = max(1, self.config.batch_size)
+            for i in range(0, n, chunk):
+                k = min(chunk, n - i)
+                lab = None if labels is None else labels[i:i + k]
+                s = None if src is None else src[i:i + k]
+                out.append(self._generate(k, lab, s, rng).float().cpu())
+        return to_uint8(torch.cat(out)) if out else np.zeros((0, self.config.size, self.config.size), np.uint8)
+
+    def _labels(self, n: int, label: Any) -> torch.Tensor | None:
+        if self.kind is not GeneratorKind.CONDITIONAL:
+            return None
+        if label is None:
+            lab = np.arange(n) % len(self.classes)
+        elif isinstance(label, (str, int, np.integer)):
+            lab = np.full(n, self._label_index(label))
+        else:
+            lab = np.array([self._label_index(v) for v in label])
+        return torch.as_tensor(lab, dtype=torch.long, device=self.device)
+
+    def _label_index(self, label: int | str) -> int:
+        if isinstance(label, str):
+            from cxraug.data.names import match_class
+
+            return match_class(label, self.classes)
+        if not 0 <= int(label) < len(self.classes):
+            raise CxraugError(f"label {label} out of range for classes {self.classes}")
+        return int(label)
+
+    # ----------------------------------------------------------------- training loop
+    def total_steps(self, n_train: int) -> int:
+        c = self.config
+        if c.epochs is not None:
+            return max(1, math.ceil(c.epochs * n_train / c.batch_size))
+        return c.steps
+
+    def next_batch(self, train: ImageSet) -> Batch:
+        """Sample a batch by epoch-wise permutation (seeded, resumable). Translation models override."""
+        n = len(train)
+        b = min(self.config.batch_size, n)
+        if self._perm is None or self._perm_pos + b > n:
+            self._perm = torch.randperm(n, generator=self._data_rng)
+            self._perm_pos = 0
+        idx = self._perm[self._perm_pos:self._perm_pos + b].numpy()
+        self._perm_pos += b
+        x = torch.as_tensor(train.images[idx]).to(self.device).unsqueeze(1).float().div_(127.5).sub_(1.0)
+        y = torch.as_tensor(train.labels[idx], device=self.device)
+        return Batch(x=x, y=y)
+
+    def eval_samples(self, n: int, train: ImageSet) -> tuple[np.ndarray, np.ndarray | None]:
+        """Samples scored at checkpoints (balanced labels for conditional models)."""
+        if self.kind is GeneratorKind.CONDITIONAL:
+            labels = np.arange(n) % len(self.classes)
+            return self.sample(n, label=labels, seed=10_000), labels
+        return self.sample(n, seed=10_000), None
+
+    def fit(self, train: ImageSet, out_dir: str | Path, *, scorer: Scorer | None = None,
+            resume: bool = True, progress: bool = True) -> FitResult:
+        """Train on ``train`` (training fold only) for the configured budget, writing into ``out_dir``.
+
+        ``scorer`` rates samples against a fixed set of real *training or validation* images (never test);
+        the checkpoint with the lowest KID is kept as ``best.pt``. With ``resume`` the run continues from
+        ``out_dir/checkpoints/last.pt`` exactly where it stopped.
+        """
+        if len(train) == 0:
+            raise CxraugError(f"{self.name}: the training set is empty")
+        if train.size != self.config.size:
+            raise CxraugError(f"{self.name}: images are {train.size} px but the generator is configured for "
+                              f"{self.config.size} px")
+        out = Path(out_dir)
+        ckpt_dir = out / "checkpoints"
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        last = ckpt_dir / "last.pt"
+        if resume and last.exists():
+            self._load_full(io.torch_load(last, map_location=self.device))
+        total = self.total_steps(len(train))
+        log = _LossLog(out / "losses.csv", self.step)
+        tb = _tensorboard(out / "tb")
+        t0 = time.time()
+        from cxraug.ui import make_progress
+
+        with make_progress() as prog:
+            task = prog.add_task(f"train {self.name}", total=total, completed=self.step)
+            while self.step < total:
+                for m in self.modules().values():
+                    m.train()
+                for m in self.ema.values():
+                    m.eval()
+                losses = self.train_step(self.next_batch(train))
+                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+                if bad:
+                    name, val = next(iter(bad.items()))
+                    raise TrainingDiverged(
+                        f"{self.name}: non-finite loss {name}={val} at step {self.step + 1}; training stopped, "
+                        f"the last good checkpoint is kept in {ckpt_dir}")
+                self.step += 1
+                self._update_ema()
+                if self.step % self.config.log_every == 0 or self.step == total:
+                    log.write(self.step, losses)
+                    if tb is not None:
+                        for k, v in losses.items():
+                            tb.add_scalar(f"loss/{k}", v, self.step)
+                if self.step % self.config.sample_every == 0 or self.step == total:
+                    self.save_grid(out / "samples" / f"step_{self.step:07d}.png")
+                if self.step % self.config.checkpoint_every == 0 or self.step == total:
+                    self._checkpoint(ckpt_dir, train, scorer, log)
+                if self.step in self.config.keep_steps:
+                    io.torch_save(self._full_state(), ckpt_dir / f"step_{self.step:07d}.pt")
+                prog.advance(task)
+        if tb is not None:
+            tb.close()
+        if not last.exists():  # zero-step budget: still leave a loadable checkpoint
+            self._checkpoint(ckpt_dir, train, scorer, None)
+        return FitResult(steps=self.step, best_step=self.best["step"], best_kid=self.best["kid"],
+                         wall_s=time.time() - t0, out_dir=str(out))
+
+    def _checkpoint(self, ckpt_dir: Path, train: ImageSet, scorer: Scorer | None, log: "_LossLog | None") -> None:
+        if scorer is not None:
+            imgs, labels = self.eval_samples(self.config.kid_samples, train)
+            scores = scorer(imgs, labels)
+            kid = float(scores["kid"])
+            if log is not None:
+                log.write_scores(self.step, scores)
+            if self.best["kid"] is None or kid < self.best["kid"]:
+                self.best = {"step": self.step, "kid": kid}
+                io.torch_save(self._full_state(), ckpt_dir / "best.pt")
+        io.torch_save(self._full_state(), ckpt_dir / "last.pt")
+
+    def save_grid(self, path: Path, n: int = 16) -> None:
+        """Fixed-noise sample grid (same seed every time, so grids are comparable across steps)."""
+        from torchvision.utils import save_image
+
+        if self.kind is GeneratorKind.TRANSLATION:
+            return  # translation models write their own grids (source | output) in train_step callers
+        per = max(1, n // max(1, len(self.classes))) if self.kind is GeneratorKind.CONDITIONAL else n
+        labels = np.repeat(np.arange(len(self.classes)), per) if self.kind is GeneratorKind.CONDITIONAL else None
+        imgs = self.sample(len(labels) if labels is not None else n, label=labels, seed=1234)
+        t = torch.as_tensor(imgs).unsqueeze(1).float() / 255.0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_path(path) as tmp:
+            save_image(t, tmp, nrow=per if labels is not None else int(math.sqrt(n)), format="png")
+
+    def _update_ema(self) -> None:
+        d = self.config.ema_decay
+        if d is None:
+            return
+        with torch.no_grad():
+            for attr, ema in self.ema.items():
+                src = getattr(self, attr)
+                for pe, p in zip(ema.parameters(), src.parameters()):
+                    pe.lerp_(p, 1.0 - d)
+                for be, b in zip(ema.buffers(), src.buffers()):
+                    be.copy_(b)
+
+    # ----------------------------------------------------------------- save / load / resume
+    def _full_state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "config": self.config.model_dump(),
+            "classes": list(self.classes),
+            "preprocess": self.preprocess,
+            "step": self.step,
+            "best": dict(self.best),
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "ema": {k: m.state_dict() for k, m in self.ema.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "rng": {"torch": torch.get_rng_state(), "data": self._data_rng.get_state(),
+                    "perm": self._perm if self._perm is not None else torch.empty(0, dtype=torch.long),
+                    "perm_pos": self._perm_pos,
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "extra": self.extra_state(),
+        }
+
+    def _load_full(self, state: dict[str, Any], weights_only: bool = False) -> None:
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        for k, m in self.ema.items():
+            if k in state.get("ema", {}):
+                m.load_state_dict(state["ema"][k])
+        self.load_extra_state(state.get("extra", {}))
+        if weights_only:
+            return
+        for k, o in self.optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        self.step = int(state["step"])
+        self.best = dict(state.get("best", {"step": None, "kid": None}))
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self._data_rng.set_state(rng["data"])
+        self._perm = rng["perm"] if len(rng["perm"]) else None
+        self._perm_pos = int(rng["perm_pos"])
+        if self.device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save(self, path: str | Path) -> None:
+        """Weights-only checkpoint with config, classes, preprocessing and full training state."""
+        io.torch_save(self._full_state(), path)
+
+    @staticmethod
+    def load(path: str | Path, device: str | torch.device = "cpu") -> "Generator":
+        """Load any cxraug generator checkpoint (a ``.pt`` file or a run directory: best, else last)."""
+        from cxraug.generators import GENERATORS
+
+        p = Path(path)
+        if p.is_dir():
+            cands = [p / "checkpoints" / "best.pt", p / "checkpoints" / "last.pt", p / "best.pt", p / "last.pt"]
+            found = next((c for c in cands if c.exists()), None)
+            if found is None:
+                raise CxraugError(f"no generator checkpoint (best.pt or last.pt) under {p}")
+            p = found
+        state = io.torch_load(p, map_location=device)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise CxraugError(f"{p} is not a cxraug generator checkpoint")
+        cls = GENERATORS.get(state["name"])
+        gen = cls(cls.Config(**state["config"]), classes=state["classes"], device=device,
+                  preprocess=state.get("preprocess"))
+        gen._load_full(state)
+        return gen
+
+
+class _LossLog:
+    """Append-only CSV of losses per logged step; on resume, rows past the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if path.exists():
+            with open(path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self._rewrite()
+
+    def write(self, step: int, losses: dict[str, float]) -> None:
+        self.rows.append({"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}})
+        self._rewrite()
+
+    def write_scores(self, step: int, scores: dict[str, float]) -> None:
+        self.rows.append({"step": step, **{f"eval_{k}": f"{v:.6g}" for k, v in scores.items()}})
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        fields = ["step"] + sorted({k for r in self.rows for k in r if k != "step"})
+        with io.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(self.rows)
+
+
+def _tensorboard(path: Path):  # noqa: ANN202 - optional dependency
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: CSV only
+        return None
+    return SummaryWriter(str(path))
