@@ -7,3 +7,9 @@ and the reference generators oracle, copy and noise used by tests and sanity arm
 from cxraug.registry import Registry
 
 GENERATORS: Registry = Registry("generator")
+
+from cxraug.generators import acgan  # noqa: E402,F401  (registers "acgan")
+
+from cxraug.generators import dcgan  # noqa: E402,F401  (registers dcgan)
+
+from cxraug.generators import reference  # noqa: E402,F401  (registers oracle, copy, noise)
