@@ -60,10 +60,10 @@ def _lerp(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return lo + (hi - lo) * u
 
 
-def _smooth_noise(rng: np.random.Generator, n: int, res: int, sigma_frac: float) -> np.ndarray:
-    """Gaussian noise low-passed at ``sigma_frac`` of the image width, rescaled to unit std per image."""
-    z = rng.standard_normal((n, res, res), dtype=np.float32)
-    z = gaussian_filter(z, sigma=(0, sigma_frac * res, sigma_frac * res), mode="wrap")
+def _smooth(white: np.ndarray, sigma_frac: float) -> np.ndarray:
+    """White noise (n, R, R) low-passed at ``sigma_frac`` of the image width, rescaled to unit std per image."""
+    res = white.shape[-1]
+    z = gaussian_filter(white, sigma=(0, sigma_frac * res, sigma_frac * res), mode="wrap")
     return z / (z.std(axis=(1, 2), keepdims=True) + 1e-6)
 
 
@@ -109,10 +109,11 @@ class _Anatomy:
         self.vessels = _lerp(c[25], 0.6, 1.4)
 
 
-def _render(label_idx: int, anat_u: np.ndarray, lesion_u: np.ndarray, anat_rng: np.random.Generator,
-            lesion_rng: np.random.Generator, res: int, severity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Render one chunk at ``res`` px: float images in [0, 1] and float lung masks in [0, 1]."""
-    n = len(anat_u)
+def _render(label_idx: int, anat_u: np.ndarray, lesion_u: np.ndarray, anat_z: np.ndarray, lesion_z: np.ndarray,
+            severity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Render one chunk from per-image uniforms and white-noise fields (n, k, R, R): float images in [0, 1]
+    and float lung masks in [0, 1], at R px."""
+    res = anat_z.shape[-1]
     a = _Anatomy(anat_u)
     edge = 3.0 / res  # soft edges about 1.5 px wide
     grid = (np.arange(res, dtype=np.float32) + 0.5) / res * 2.0 - 1.0
@@ -159,27 +160,24 @@ def _render(label_idx: int, anat_u: np.ndarray, lesion_u: np.ndarray, anat_rng: 
         clavicles = np.maximum(clavicles, _ramp(0.03 - _segment_distance(u, v, p0, p1), edge))
 
     hilum_w = np.maximum(*[np.exp(-np.hypot(u - hx, v - hy) / 0.3) for hx, hy in hila])
-    vessel_tex = np.abs(_smooth_noise(anat_rng, n, res, 0.015))
+    vessel_tex = np.abs(_smooth(anat_z[:, 0], 0.015))
     vessels = lung_field * hilum_w * np.exp(-vessel_tex * 2.0) * _col(a.vessels)
 
-    lesion = _lesions(label_idx, lesion_u, lesion_rng, u, v, a, hila, severity)
+    lesion = _lesions(label_idx, lesion_u, lesion_z, u, v, a, hila, severity)
     atten = (tissue + 0.25 * mediastinum * body + 0.12 * heart * (1.0 - mediastinum) + 0.1 * spine * body + 0.16 * ribs
              + 0.22 * clavicles - 0.5 * air + 0.12 * vessels + lung_field * lesion)
     img = np.clip(_col(a.gain) * (atten - 0.1) + _col(a.offset), 0.0, 1.0) ** _col(a.gamma)
-    grain = 0.6 * anat_rng.standard_normal((n, res, res), dtype=np.float32) \
-        + 0.8 * _smooth_noise(anat_rng, n, res, 0.01)
+    grain = 0.6 * anat_z[:, 1] + 0.8 * _smooth(anat_z[:, 2], 0.01)
     return np.clip(img + _col(a.noise) * grain, 0.0, 1.0), lung_field
 
 
-def _lesions(label_idx: int, lu: np.ndarray, rng: np.random.Generator, u: np.ndarray, v: np.ndarray,
+def _lesions(label_idx: int, lu: np.ndarray, lz: np.ndarray, u: np.ndarray, v: np.ndarray,
              a: _Anatomy, hila: list[tuple[np.ndarray, np.ndarray]], severity: float) -> np.ndarray:
     """Added attenuation inside the lungs for one class (zero for Normal)."""
     name = PHANTOM_CLASSES[label_idx]
-    n = len(lu)
     if name == "Normal" or severity <= 0:
         return np.zeros_like(u)
     strength = _col(severity * _lerp(lu[:, 0], 0.25, 1.0))
-    res = u.shape[-1]
     if name == "COVID":
         # 3 blobs per lung: lateral half, lower two thirds, Gaussian ground glass with a mottled texture.
         glass = np.zeros_like(u)
@@ -189,11 +187,11 @@ def _lesions(label_idx: int, lu: np.ndarray, rng: np.random.Generator, u: np.nda
             cv = _col(a.lung_y) + _col(a.lung_ay) * _col(_lerp(lu[:, 2 + 3 * k], 0.0, 0.6))
             sig = _col(_lerp(lu[:, 3 + 3 * k], 0.08, 0.14))
             glass += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * sig * sig))
-        mottle = 1.0 + 0.25 * _smooth_noise(rng, n, res, 0.02)
+        mottle = 1.0 + 0.25 * _smooth(lz[:, 0], 0.02)
         return strength * 0.45 * np.tanh(glass) * mottle
     if name == "Viral Pneumonia":
         # Diffuse haze plus a reticular network (the zero set of band-passed noise), perihilar-weighted.
-        band = _smooth_noise(rng, n, res, 0.012) - 0.6 * _smooth_noise(rng, n, res, 0.03)
+        band = _smooth(lz[:, 0], 0.012) - 0.6 * _smooth(lz[:, 1], 0.03)
         reticular = np.exp(-(band / 0.35) ** 2)
         perihilar = 0.6 + 0.4 * np.maximum(*[np.exp(-np.hypot(u - hx, v - hy) / 0.35) for hx, hy in hila])
         return strength * perihilar * (0.16 + 0.14 * reticular)
@@ -206,14 +204,16 @@ def _lesions(label_idx: int, lu: np.ndarray, rng: np.random.Generator, u: np.nda
     radius = r0 * (1.0 + 0.2 * np.cos(3 * theta + _col(lu[:, 5] * 2 * np.pi))
                    + 0.1 * np.cos(5 * theta + _col(lu[:, 6] * 2 * np.pi)))
     dense = _ramp(radius - np.hypot(u - cu, v - cv), 0.08)
-    return strength * 0.6 * dense * (1.0 + 0.1 * _smooth_noise(rng, n, res, 0.02))
+    return strength * 0.6 * dense * (1.0 + 0.1 * _smooth(lz[:, 0], 0.02))
 
 
-def _streams(label_idx: int, seed: int, anatomy_seed: int | None) -> tuple[np.random.Generator, np.random.Generator]:
-    """(anatomy rng, lesion rng). Without ``anatomy_seed`` every class gets its own patients."""
-    anatomy_key = [seed, label_idx, _ANATOMY] if anatomy_seed is None else [anatomy_seed, len(PHANTOM_CLASSES), _ANATOMY]
-    return (np.random.default_rng(np.random.SeedSequence(anatomy_key)),
-            np.random.default_rng(np.random.SeedSequence([seed, label_idx, _LESION])))
+def _streams(label_idx: int, seed: int, anatomy_seed: int | None) -> list[np.random.Generator]:
+    """[anatomy parameters, anatomy noise, lesion parameters, lesion noise] generators; without
+    ``anatomy_seed`` every class gets its own patients. Separate streams keep outputs prefix-stable."""
+    anatomy_key = [seed, label_idx, _ANATOMY] if anatomy_seed is None else [anatomy_seed, len(PHANTOM_CLASSES),
+                                                                          _ANATOMY]
+    anatomy, lesion = np.random.SeedSequence(anatomy_key), np.random.SeedSequence([seed, label_idx, _LESION])
+    return [np.random.default_rng(s) for s in anatomy.spawn(2) + lesion.spawn(2)]
 
 
 def _chunks(label: str, n: int, size: int, seed: int, severity: float,
@@ -228,13 +228,14 @@ def _chunks(label: str, n: int, size: int, seed: int, severity: float,
         raise CxraugError(f"phantom severity must be >= 0, got {severity}")
     factor = -(-_MIN_RENDER // size)  # ceil: render at size * factor >= 64 and block-average down
     res = size * factor
-    anat_rng, lesion_rng = _streams(label_idx, seed, anatomy_seed)
-    anat_u = anat_rng.random((n, _Anatomy.N_PARAMS))
-    lesion_u = lesion_rng.random((n, _N_LESION_PARAMS))
+    anat_params, anat_noise, lesion_params, lesion_noise = _streams(label_idx, seed, anatomy_seed)
+    anat_u = anat_params.random((n, _Anatomy.N_PARAMS))
+    lesion_u = lesion_params.random((n, _N_LESION_PARAMS))
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        img, lung = _render(label_idx, anat_u[start:stop], lesion_u[start:stop], anat_rng, lesion_rng, res,
-                            severity)
+        anat_z = anat_noise.standard_normal((stop - start, 3, res, res), dtype=np.float32)
+        lesion_z = lesion_noise.standard_normal((stop - start, 2, res, res), dtype=np.float32)
+        img, lung = _render(label_idx, anat_u[start:stop], lesion_u[start:stop], anat_z, lesion_z, severity)
         if factor > 1:
             img = img.reshape(-1, size, factor, size, factor).mean(axis=(2, 4))
             lung = lung.reshape(-1, size, factor, size, factor).mean(axis=(2, 4))
