@@ -1,0 +1,180 @@
+"""The generative-augmentation plug-in: trained generators -> extra, marked images in the *training* fold only.
+
+Generators of every kind plug in the same way:
+
+* one unconditional generator per class - ``{"COVID": dcgan_covid, "Normal": dcgan_normal}``;
+* one conditional generator - ``acgan`` (every class it knows that the training set also has);
+* a translation generator with its source images - ``SyntheticSource(pix2pix, "COVID", source=normal_images)``
+  (source images are cycled when more outputs than sources are needed).
+
+A :class:`SyntheticPolicy` says how many images each class gets: ``add`` N per class, ``balance`` every class up
+to the largest class's real count, or ``ratio`` synthetic:real per class.
+
+**Space rule.** Generators emit uint8 images in the preprocessed space they were trained in; the classifier's
+training set lives in the same preprocessing at its own size S. Synthetic images are therefore never
+re-preprocessed (no second crop/CLAHE); they are only resized from the generator's size to S by one rule,
+:func:`resize_images`: bilinear interpolation with antialiasing (``torch.nn.functional.interpolate``,
+``align_corners=False``, ``antialias=True``) on intensities 0..255, rounded and clipped to uint8. Translation
+sources go the other way (S -> generator size) by the same rule. A generator whose recorded preprocessing differs
+from the training set's (other than size) is refused.
+
+Synthetic images are marked (``ImageSet.synthetic``), have paths and patient ids ``synthetic:<model>:<class>:<k>``
+and are only ever concatenated onto a training set: :func:`augment_splits` returns validation and test unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cxraug.data.imageset import ImageSet, Splits
+from cxraug.data.names import match_class, normalize
+from cxraug.errors import CxraugError
+from cxraug.generators.base import Generator, GeneratorKind
+
+
+class SyntheticPolicy(BaseModel):
+    """How many synthetic images each class receives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["add", "balance", "ratio"] = Field(
+        description="add: n per class; balance: up to the largest class's real count; ratio: ratio x real count")
+    n: int | None = Field(None, ge=0, description="images per class (mode add)")
+    ratio: float | None = Field(None, ge=0, description="synthetic images per real image of the class (mode ratio)")
+    classes: list[str] | None = Field(None, description="classes that receive images; None = all with a generator")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "SyntheticPolicy":
+        if self.mode == "add" and self.n is None:
+            raise ValueError("policy mode 'add' needs n (images per class)")
+        if self.mode == "ratio" and self.ratio is None:
+            raise ValueError("policy mode 'ratio' needs ratio (synthetic:real)")
+        return self
+
+
+@dataclass
+class SyntheticSource:
+    """One generator producing images of class ``label`` (``source``: uint8 inputs of a translation model)."""
+
+    generator: Generator
+    label: str
+    source: np.ndarray | None = None
+
+
+GeneratorsArg = Generator | Mapping[str, Generator] | Sequence[SyntheticSource]
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, s, s) -> uint8 (N, size, size): the plug-in's single resize rule (see module docstring)."""
+    images = np.asarray(images, dtype=np.uint8)
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    if len(images) == 0:
+        return np.zeros((0, size, size), np.uint8)
+    x = torch.as_tensor(images).unsqueeze(1).float()
+    y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return y[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def resolve_sources(train: ImageSet, generators: GeneratorsArg) -> list[SyntheticSource]:
+    """Normalise the ways generators can be given into one :class:`SyntheticSource` per covered class."""
+    if isinstance(generators, Generator):
+        gen = generators
+        if gen.kind is GeneratorKind.CONDITIONAL:
+            known = {normalize(c) for c in gen.classes}
+            names = [c for c in train.classes if normalize(c) in known]
+            if not names:
+                raise CxraugError(f"{gen.name} knows classes {gen.classes}, none of the training set's "
+                                  f"{train.classes}")
+            return [SyntheticSource(gen, c) for c in names]
+        if gen.kind is GeneratorKind.TRANSLATION:
+            raise CxraugError(f"{gen.name} translates images: pass SyntheticSource(generator, label, source=...)")
+        return [SyntheticSource(gen, train.classes[match_class(gen.classes[0], train.classes)])]
+    if isinstance(generators, Mapping):
+        return [SyntheticSource(g, train.classes[match_class(k, train.classes)]) for k, g in generators.items()]
+    return [dataclasses.replace(s, label=train.classes[match_class(s.label, train.classes)]) for s in generators]
+
+
+def synthetic_counts(train: ImageSet, policy: SyntheticPolicy, covered: Sequence[str]) -> dict[str, int]:
+    """Synthetic images to add per class name (covered classes only; counts based on *real* images)."""
+    real = np.bincount(train.labels[~train.synthetic], minlength=len(train.classes))
+    wanted = covered if policy.classes is None else [
+        train.classes[match_class(c, train.classes)] for c in policy.classes]
+    missing = [c for c in wanted if c not in covered]
+    if missing:
+        raise CxraugError(f"policy asks for synthetic {missing} but no generator covers them (covered: {covered})")
+    out = {}
+    for c in wanted:
+        k = real[train.classes.index(c)]
+        if policy.mode == "add":
+            out[c] = int(policy.n or 0)
+        elif policy.mode == "balance":
+            out[c] = int(max(0, real.max() - k))
+        else:
+            out[c] = int(round(float(policy.ratio or 0.0) * k))
+    return out
+
+
+def _check_space(gen: Generator, train: ImageSet) -> None:
+    theirs = {k: v for k, v in gen.preprocess.items() if k != "size"}
+    ours = {k: v for k, v in dict(train.meta.get("preprocess") or {}).items() if k != "size"}
+    diff = sorted(k for k in set(theirs) & set(ours) if theirs[k] != ours[k])
+    if diff:
+        raise CxraugError(f"{gen.name} was trained on images preprocessed differently from the training set "
+                          f"({', '.join(f'{k}: {theirs[k]} vs {ours[k]}' for k in diff)}); synthetic images must "
+                          f"come from the classifier's preprocessed space")
+
+
+def class_seed(seed: int, label_index: int) -> int:
+    """Independent sampling seed per (run seed, class)."""
+    return int(np.random.SeedSequence([int(seed), int(label_index)]).generate_state(1)[0])
+
+
+def generate_synthetic(train: ImageSet, generators: GeneratorsArg, policy: SyntheticPolicy,
+                       seed: int = 0) -> ImageSet:
+    """Only the synthetic images the policy asks for, in ``train``'s space and class list, marked synthetic."""
+    srcs = resolve_sources(train, generators)
+    by_class = {s.label: s for s in srcs}
+    parts = []
+    for label, n in synthetic_counts(train, policy, list(by_class)).items():
+        if n == 0:
+            continue
+        s = by_class[label]
+        gen = s.generator
+        _check_space(gen, train)
+        li = train.classes.index(label)
+        source = None
+        if gen.kind is GeneratorKind.TRANSLATION:
+            if s.source is None or len(s.source) == 0:
+                raise CxraugError(f"{gen.name} ({label}) is a translation model and needs source images")
+            source = resize_images(np.asarray(s.source)[np.arange(n) % len(s.source)], gen.config.size)
+        imgs = gen.sample(n, label=label if gen.kind is GeneratorKind.CONDITIONAL else None, source=source,
+                          seed=class_seed(seed, li))
+        names = [f"synthetic:{gen.name}:{label}:{k}" for k in range(n)]
+        parts.append(ImageSet(images=resize_images(imgs, train.size), labels=np.full(n, li), classes=train.classes,
+                              patient_ids=np.asarray(names, dtype=object), paths=names,
+                              synthetic=np.ones(n, dtype=bool), meta=dict(train.meta)))
+    empty = ImageSet(np.zeros((0, train.size, train.size), np.uint8), np.zeros(0), list(train.classes),
+                     meta=dict(train.meta))
+    out = empty
+    for p in parts:
+        out = out.concat(p)
+    return out
+
+
+def augment_training_set(train: ImageSet, generators: GeneratorsArg, policy: SyntheticPolicy,
+                         seed: int = 0) -> ImageSet:
+    """``train`` plus the synthetic images of :func:`generate_synthetic` (real images first, unchanged)."""
+    return train.concat(generate_synthetic(train, generators, policy, seed))
+
+
+def augment_splits(splits: Splits, generators: GeneratorsArg, policy: SyntheticPolicy, seed: int = 0) -> Splits:
+    """Splits whose training fold is augmented; validation and test are returned untouched."""
+    return dataclasses.replace(splits, train=augment_training_set(splits.train, generators, policy, seed))
