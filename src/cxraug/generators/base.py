@@ -200,6 +200,15 @@ class Generator(ABC):
             return max(1, math.ceil(c.epochs * n_train / c.batch_size))
         return c.steps
 
+    def training_set(self, train: ImageSet, label: str | None = None) -> ImageSet:
+        """The images :meth:`fit` should get from a training fold: class ``label``'s for unconditional models,
+        the whole fold otherwise. Models that also learn from other classes (VAE pre-training) override this."""
+        if self.kind is GeneratorKind.UNCONDITIONAL and label is not None:
+            from cxraug.data.names import match_class
+
+            return train.of_class(train.classes[match_class(label, train.classes)])
+        return train
+
     def next_batch(self, train: ImageSet) -> Batch:
         """Sample a batch by epoch-wise permutation (seeded, resumable). Translation models override."""
         n = len(train)
@@ -282,8 +291,9 @@ class Generator(ABC):
 
     def _checkpoint(self, ckpt_dir: Path, train: ImageSet, scorer: Scorer | None, log: "_LossLog | None") -> None:
         if scorer is not None:
-            imgs, labels = self.eval_samples(self.config.kid_samples, train)
-            scores = scorer(imgs, labels)
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                imgs, labels = self.eval_samples(self.config.kid_samples, train)
+                scores = scorer(imgs, labels)  # a scorer drawing from the global RNG must not change training
             kid = float(scores["kid"])
             if log is not None:
                 log.write_scores(self.step, scores)
