@@ -17,24 +17,22 @@ Output size: the number of up-sampling blocks ``k`` is the largest with ``size /
 112 px has 4), 28 px starts from 7 x 7 with 2 blocks, and 32/64/128 px start from 4 x 4 with 3/4/5 blocks.
 The small sizes are for tests and the cpu-scale protocol; ``g_width`` shrinks the model there.
 
-ACGAN is known to peak and then collapse, so train with a per-class scorer (:func:`classwise_scorer`):
-``fit`` keeps the checkpoint with the lowest class-wise KID as ``best.pt``.
+ACGAN is known to peak and then collapse, so train with a per-class scorer
+(``cxraug.metrics.scorer.make_scorer(real_images, real_labels)`` scores each class against its own real
+images and averages): ``fit`` keeps the checkpoint with the lowest class-wise KID as ``best.pt``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Scorer
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.dcgan import dcgan_init
 
 
 class ACGANConfig(GeneratorConfig):
@@ -68,16 +66,12 @@ def up_blocks_for(size: int, up_blocks: int | None = None) -> tuple[int, int]:
     return k, size // (2 ** k)
 
 
-def init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: conv/dense weights N(0, 0.02), BatchNorm scale N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+def init_weights(m: nn.Module) -> None:
+    """DCGAN initialisation (:func:`~cxraug.generators.dcgan.dcgan_init`), dense layers N(0, 0.02) as well."""
+    dcgan_init(m)
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        nn.init.zeros_(m.bias)
 
 
 class ACGANGenerator(nn.Module):
@@ -141,8 +135,8 @@ class ACGAN(Generator):
         blocks, s0 = up_blocks_for(c.size, c.up_blocks)
         self.G = ACGANGenerator(k, c.z_dim, c.embed_dim, c.g_width, blocks, s0).to(self.device)
         self.D = ACGANDiscriminator(k, c.size, c.d_width, blocks, c.dropout).to(self.device)
-        init_weights(self.G)
-        init_weights(self.D)
+        self.G.apply(init_weights)
+        self.D.apply(init_weights)
         betas = (c.beta1, c.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=betas)
@@ -179,24 +173,3 @@ class ACGAN(Generator):
                   rng: torch.Generator) -> torch.Tensor:
         z = torch.randn(n, self.config.z_dim, generator=rng, device=self.device)
         return self.net("G")(z, labels)
-
-
-def classwise_scorer(real: ImageSet, make_scorer: Callable[[np.ndarray], Scorer]) -> Scorer:
-    """A scorer that rates samples class by class: ``kid`` is the mean over classes of the KID between the
-    samples of a class and the real images of that class (``make_scorer(real_images_of_class)`` builds the
-    per-class scorer); per-class values are returned as ``kid_<class>``."""
-    per_class = {i: make_scorer(real.images[real.labels == i]) for i in range(len(real.classes))
-                 if np.any(real.labels == i)}
-
-    def score(images: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
-        if labels is None:
-            raise CxraugError("classwise_scorer needs the labels of the samples")
-        out: dict[str, float] = {}
-        for i, sc in per_class.items():
-            mine = images[labels == i]
-            if len(mine):
-                out[f"kid_{real.classes[i]}"] = float(sc(mine, None)["kid"])
-        out["kid"] = float(np.mean(list(out.values())))
-        return out
-
-    return score
