@@ -13,3 +13,4 @@ from cxraug.generators import acgan  # noqa: E402,F401  (registers "acgan")
 from cxraug.generators import dcgan  # noqa: E402,F401  (registers dcgan)
 
 from cxraug.generators import reference  # noqa: E402,F401  (registers oracle, copy, noise)
+from cxraug.generators import pix2pix  # noqa: E402,F401  (registers "pix2pix")
