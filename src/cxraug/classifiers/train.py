@@ -1,0 +1,350 @@
+"""Classifier training with Lightning Fabric: one clean function per run, used by the CLI and the study runner.
+
+``train_classifier(train, val, cfg, out_dir=None, device="auto") -> TrainedClassifier``
+
+* Device and precision through Fabric: ``device`` ``auto`` | ``cpu`` | ``cuda``; bf16-mixed on GPU, fp32 on CPU
+  (``cfg.precision``). Deterministic on CPU for a seed: same seed twice gives identical weights and metrics.
+* Batches stream from the training images (uint8 in memory) in seeded, reshuffled passes; every batch is full
+  (it may straddle two passes). One epoch = ceil(N / batch_size) optimiser steps, or, with ``max_steps``,
+  ``ceil(max_steps / epochs)`` steps, so every arm of a study can get the same number of steps whatever its size.
+* Classical augmentation (``cfg.augment``) runs on the fly per batch on the device, parameters drawn per image.
+* Loss: cross-entropy, optionally weighted by ``n / (K * n_c)`` from the training counts (``class_weights``).
+  Validation loss uses the same criterion and drives early stopping: after ``patience`` epochs without a lower
+  validation loss training stops, and the weights of the best epoch are restored.
+* Transfer learning (``pretrained="imagenet"`` or ``weights=PATH``): frozen backbone, only the head trains; with
+  ``unfreeze_last_epochs=N`` a second phase restores the best weights, unfreezes the backbone's last block and
+  trains N more epochs at ``unfreeze_lr`` (York Pix2Pix study: 10 epochs at 1e-5).
+* Optimisers: Adam, AdamW, SGD (momentum), RMSprop (Keras defaults rho 0.9, eps 1e-7); schedules per epoch:
+  ``step`` (every ``step_size`` epochs x ``gamma``), ``exponential`` (x ``gamma``), ``cosine`` (to 0 over the phase).
+* ``out_dir`` gets ``best.pt`` (weights-only checkpoint with config, classes and preprocessing) and
+  ``history.csv`` (loss/accuracy per epoch).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+import torch
+from lightning_fabric import Fabric
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+
+from cxraug.augment import POLICIES
+from cxraug.classifiers.base import CLASSIFIERS, Classifier, build_classifier
+from cxraug.classifiers.heads import HEADS
+from cxraug.data.imageset import ImageSet, to_unit
+from cxraug.device import resolve_device, seed_everything
+from cxraug.errors import CxraugError
+from cxraug.io import torch_load, torch_save, write_text
+from cxraug.ui import make_progress
+
+CHECKPOINT_FORMAT = "cxraug-classifier/1"
+
+
+class ClassifierConfig(BaseModel):
+    """Everything that determines a classifier run (extra fields are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "resnet18"
+    head: str | None = Field(None, description="head preset; None = the model's default")
+    size: int | None = Field(None, description="input size; None = the images' size (must match when given)")
+    pretrained: Literal["imagenet"] | None = None
+    weights: str | None = Field(None, description="local torchvision-format ImageNet weights (implies imagenet)")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, description="SGD momentum")
+    schedule: Literal["none", "step", "exponential", "cosine"] = "none"
+    step_size: int = Field(2, ge=1, description="epochs between step decays")
+    gamma: float = Field(0.9, gt=0, le=1, description="decay factor of step/exponential schedules")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1, description="per process")
+    patience: int | None = Field(5, ge=1, description="early-stopping patience in epochs; None = off")
+    class_weights: bool = False
+    augment: str | None = Field(None, description="classical policy applied on the fly")
+    augment_magnitude: float = Field(1.0, ge=0, le=1)
+    max_steps: int | None = Field(None, ge=1, description="total optimiser steps (same for all arms)")
+    seed: int = 0
+    unfreeze_last_epochs: int = Field(0, ge=0)
+    unfreeze_lr: float = Field(1e-5, gt=0)
+    precision: Literal["auto", "32", "bf16"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier {v!r}; known: {', '.join(CLASSIFIERS.names())}")
+        return v
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, v: str | None) -> str | None:
+        if v is not None and v not in HEADS:
+            raise ValueError(f"unknown head preset {v!r}; known: {', '.join(HEADS.names())}")
+        return v
+
+    @field_validator("augment")
+    @classmethod
+    def _known_policy(cls, v: str | None) -> str | None:
+        if v is not None and v not in POLICIES:
+            raise ValueError(f"unknown augmentation policy {v!r}; known: {', '.join(POLICIES.names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClassifierConfig":
+        if self.unfreeze_last_epochs and not self.is_pretrained:
+            raise ValueError("unfreeze_last_epochs needs pretrained='imagenet' or weights")
+        return self
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.pretrained == "imagenet" or self.weights is not None
+
+
+@dataclass
+class TrainedClassifier:
+    """A trained model (CPU, eval mode) with what is needed to apply it again."""
+
+    model: Classifier
+    config: ClassifierConfig
+    classes: list[str]
+    size: int
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 128, device: str = "auto") -> np.ndarray:
+        """Class probabilities (N, K) for uint8 images (N, S, S) in the training preprocessing."""
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[-1] != self.size or images.shape[-2] != self.size:
+            raise CxraugError(f"expected uint8 images of shape (N, {self.size}, {self.size}), got {images.shape}")
+        dev = resolve_device(device)
+        model = self.model.to(dev).eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                out.append(torch.softmax(model(to_unit(images[i:i + batch_size]).to(dev)).float(), 1).cpu())
+        self.model.cpu()
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Weights-only checkpoint: tensors, numbers, strings, lists and dicts."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "classes": list(self.classes),
+            "size": self.size,
+            "preprocess": json.loads(json.dumps(self.preprocess, default=str)),
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        torch_save(self.checkpoint(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "TrainedClassifier":
+        """Load a checkpoint written by :meth:`save` (weights-only; anything else is refused clearly)."""
+        ckpt = torch_load(path)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise CxraugError(f"{path} is not a cxraug classifier checkpoint (no {CHECKPOINT_FORMAT!r} format tag)")
+        cfg = ClassifierConfig.model_validate(ckpt["config"])
+        model = _build(cfg, len(ckpt["classes"]), ckpt["size"], load_weights=False)
+        model.load_state_dict(ckpt["state_dict"])
+        return cls(model.eval(), cfg, list(ckpt["classes"]), int(ckpt["size"]), dict(ckpt["preprocess"]),
+                   list(ckpt["history"]), int(ckpt["best_epoch"]))
+
+
+def _build(cfg: ClassifierConfig, num_classes: int, size: int, load_weights: bool = True) -> Classifier:
+    return build_classifier(cfg.model, num_classes, size, head=cfg.head, pretrained=cfg.is_pretrained,
+                            weights=cfg.weights, load_weights=load_weights)
+
+
+def _check_data(train: ImageSet, val: ImageSet, cfg: ClassifierConfig) -> int:
+    if not len(train):
+        raise CxraugError("the training set is empty")
+    if list(val.classes) != list(train.classes):
+        raise CxraugError(f"validation classes {val.classes} differ from training classes {train.classes}")
+    if len(val) and val.size != train.size:
+        raise CxraugError(f"validation images are {val.size} px, training images {train.size} px")
+    if cfg.size is not None and cfg.size != train.size:
+        raise CxraugError(f"the config asks for {cfg.size} px but the images are {train.size} px; "
+                          "load the data at the classifier's size")
+    return train.size
+
+
+def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Balanced weights n / (K * n_c) (scikit-learn), 0 for a class absent from the training labels."""
+    present = np.unique(labels)
+    w = np.zeros(num_classes, dtype=np.float32)
+    w[present] = compute_class_weight("balanced", classes=present, y=labels) * len(present) / num_classes
+    return torch.as_tensor(w)
+
+
+def batch_stream(n: int, global_batch: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless full batches of indices from seeded reshuffled passes over ``range(n)``."""
+    rng = np.random.default_rng(seed)
+    buffer = np.zeros(0, dtype=np.int64)
+    while True:
+        while len(buffer) < global_batch:
+            buffer = np.concatenate([buffer, rng.permutation(n)])
+        yield buffer[:global_batch]
+        buffer = buffer[global_batch:]
+
+
+def make_optimizer(cfg: ClassifierConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(cfg: ClassifierConfig, opt: torch.optim.Optimizer,
+                  epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    return None
+
+
+def make_fabric(device: str, precision: str, devices: int = 1) -> Fabric:
+    """Fabric for ``device`` (auto/cpu/cuda); bf16-mixed on GPU unless precision says otherwise."""
+    dev = resolve_device(device)
+    accelerator = "cuda" if dev.type == "cuda" else "cpu"
+    if precision == "auto":
+        precision = "bf16" if accelerator == "cuda" else "32"
+    strategy = "auto" if devices == 1 else ("ddp" if accelerator == "cuda" else "ddp_spawn")
+    return Fabric(accelerator=accelerator, devices=devices, strategy=strategy,
+                  precision="bf16-mixed" if precision == "bf16" else "32-true")
+
+
+@dataclass
+class _Data:
+    images: torch.Tensor  # uint8 (N, S, S)
+    labels: torch.Tensor  # int64 (N,)
+
+
+def _validate(model: nn.Module, data: _Data, criterion: nn.Module, device: torch.device,
+              batch_size: int = 256) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(data.labels), batch_size):
+            x = to_unit(data.images[i:i + batch_size]).to(device)
+            y = data.labels[i:i + batch_size].to(device)
+            logits = model(x).float()
+            loss_sum += float(criterion(logits, y)) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+    n = len(data.labels)
+    return loss_sum / n, correct / n
+
+
+def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
+        out_dir: str | os.PathLike[str] | None = None) -> TrainedClassifier:
+    """The training loop on an already launched Fabric (one process of a DDP group or a single process)."""
+    size = _check_data(train, val, cfg)
+    k = len(train.classes)
+    seed_everything(cfg.seed)
+    net = _build(cfg, k, size)
+    seed_everything(cfg.seed + fabric.global_rank)  # augmentation and dropout differ per rank
+    policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude) if cfg.augment else None
+    tr = _Data(torch.as_tensor(train.images), torch.as_tensor(train.labels))
+    va = _Data(torch.as_tensor(val.images), torch.as_tensor(val.labels))
+    weight = class_weight_tensor(train.labels, k).to(fabric.device) if cfg.class_weights else None
+    criterion = nn.CrossEntropyLoss(weight=weight)
+    world, rank = fabric.world_size, fabric.global_rank
+    stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)
+    steps = math.ceil(cfg.max_steps / cfg.epochs) if cfg.max_steps else math.ceil(len(tr.labels) / (cfg.batch_size * world))
+    phases = [("train", cfg.epochs, cfg.lr)] + ([("fine-tune", cfg.unfreeze_last_epochs, cfg.unfreeze_lr)]
+                                               if cfg.unfreeze_last_epochs else [])
+    history: list[dict[str, Any]] = []
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+    with make_progress() as prog:
+        task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
+        for phase, epochs, lr in phases:
+            if phase == "fine-tune":
+                net.load_state_dict(best_state)
+                net.unfreeze_last_block()
+            optimizer = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad], lr)
+            schedule = make_schedule(cfg, optimizer, epochs)
+            model = fabric.setup_module(net)
+            optimizer = fabric.setup_optimizers(optimizer)
+            bad = 0
+            for _ in range(epochs):
+                start = time.perf_counter()
+                model.train()
+                loss_sum, correct, seen = 0.0, 0, 0
+                for _ in range(steps):
+                    idx = next(stream)[rank::world]
+                    x = to_unit(tr.images[idx]).to(fabric.device)
+                    y = tr.labels[idx].to(fabric.device)
+                    if policy is not None:
+                        x = policy(x)
+                    logits = model(x)
+                    loss = criterion(logits.float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    fabric.backward(loss)
+                    optimizer.step()
+                    loss_sum += float(loss.detach()) * len(y)
+                    correct += int((logits.argmax(1) == y).sum())
+                    seen += len(y)
+                lr_now = optimizer.param_groups[0]["lr"]
+                if schedule is not None:
+                    schedule.step()
+                val_loss, val_acc = _validate(model, va, criterion, fabric.device) if len(va.labels) else (math.nan,
+                                                                                                           math.nan)
+                epoch = len(history) + 1
+                history.append({"epoch": epoch, "phase": phase, "lr": lr_now, "train_loss": loss_sum / seen,
+                                "train_acc": correct / seen, "val_loss": val_loss, "val_acc": val_acc,
+                                "seconds": time.perf_counter() - start})
+                improved = bool(fabric.broadcast(not val_loss >= best_loss, src=0))  # NaN (no val set) counts
+                if improved:
+                    best_loss, best_epoch, bad = val_loss, epoch, 0
+                    best_state = copy.deepcopy(net.state_dict())
+                else:
+                    bad += 1
+                prog.update(task, advance=1, description=f"{cfg.model} {phase} epoch {epoch} val_loss {val_loss:.4f}")
+                if cfg.patience is not None and bad >= cfg.patience:
+                    prog.update(task, total=len(history))
+                    break
+    net.load_state_dict(best_state)
+    result = TrainedClassifier(net.cpu().eval(), cfg, list(train.classes), size,
+                               dict(train.meta.get("preprocess", {})), history, best_epoch)
+    if out_dir is not None and fabric.is_global_zero:
+        result.save(Path(out_dir) / "best.pt")
+        write_history_csv(history, Path(out_dir) / "history.csv")
+    return result
+
+
+def write_history_csv(history: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]) if history else ["epoch"])
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(path, buf.getvalue())
+
+
+def train_classifier(train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
+                     out_dir: str | os.PathLike[str] | None = None, device: str = "auto") -> TrainedClassifier:
+    """Train one classifier; validation drives early stopping; returns the best epoch's model (see module doc)."""
+    fabric = make_fabric(device, cfg.precision)
+    return fit(fabric, train, val, cfg, out_dir)
