@@ -1,0 +1,248 @@
+"""Data audit: duplicates, near-duplicates, split leakage and class/source shortcut confounding.
+
+- Exact duplicates: identical file bytes (SHA-256).
+- Near-duplicates: 64-bit perceptual hashes (``imagehash.phash`` of the preprocessed image) within
+  ``max_distance`` bits; catches resized, re-encoded and slightly shifted copies.
+- Leakage: a patient id, or a duplicate/near-duplicate pair, on two sides of train/val/test.
+- Shortcuts: class x value tables for metadata columns such as ``source_repo`` and ``population``; a
+  class that comes almost entirely (>= ``SHORTCUT_SHARE``) from one value that the other classes mostly
+  lack can be recognised by its source or population instead of its disease.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image
+from rich.table import Table
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from cxraug.data.imageset import ImageSet
+from cxraug.data.load import DatasetTable, read_dataset
+from cxraug.data.preprocess import PreprocessConfig
+from cxraug.data.splits import assign_splits
+from cxraug.ui import console, track
+
+NEAR_DISTANCE = 6  # bits of 64; see BENCHMARKS.md for the calibration on the dev set
+SHORTCUT_SHARE = 0.9  # a class this concentrated on one value ...
+SHORTCUT_GAP = 0.3  # ... that is this much rarer in the other classes -> warning
+CONFOUND_COLUMNS = ("source_repo", "source", "site", "hospital", "population")
+MAX_LISTED = 200  # pairs/patients listed in a report; counts are always complete
+
+
+def perceptual_hashes(images: np.ndarray) -> np.ndarray:
+    """uint64 pHash of each uint8 (S, S) image."""
+    out = np.zeros(len(images), dtype=np.uint64)
+    for i, img in enumerate(track(images, "perceptual hashes")):
+        bits = imagehash.phash(Image.fromarray(img)).hash.reshape(-1)
+        out[i] = np.packbits(bits).view(">u8")[0]
+    return out
+
+
+def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE, chunk: int = 512) -> np.ndarray:
+    """(K, 3) int array of (i, j, hamming distance), i < j, for hashes within ``max_distance`` bits."""
+    found = []
+    for start in range(0, len(hashes), chunk):
+        block = hashes[start:start + chunk]
+        dist = np.bitwise_count(block[:, None] ^ hashes[None, :])
+        i, j = np.nonzero(dist <= max_distance)
+        i = i + start
+        upper = i < j
+        found.append(np.stack([i[upper], j[upper], dist[i[upper] - start, j[upper]]], axis=1))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 3), np.int64)
+
+
+def file_digests(paths: list[str]) -> list[str]:
+    """SHA-256 of each file's bytes ("" when unreadable)."""
+    out = []
+    for p in track(paths, "content hashes"):
+        try:
+            out.append(hashlib.sha256(Path(p).read_bytes()).hexdigest())
+        except OSError:
+            out.append("")
+    return out
+
+
+def exact_pairs(digests: list[str]) -> np.ndarray:
+    """(K, 2) index pairs of items with equal non-empty digests (each item paired with its group's first)."""
+    first: dict[str, int] = {}
+    pairs = []
+    for i, d in enumerate(digests):
+        if d and d in first:
+            pairs.append((first[d], i))
+        elif d:
+            first[d] = i
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def merge_groups(groups: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Group names after joining the groups of every pair (connected components); str array."""
+    groups = np.asarray(groups).astype(str)
+    names, inverse = np.unique(groups, return_inverse=True)
+    n = len(names)
+    edges = inverse[pairs[:, :2]] if len(pairs) else np.zeros((0, 2), np.int64)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    first = {}
+    for k in np.argsort(names):
+        first.setdefault(component[k], names[k])
+    return np.array([first[component[k]] for k in inverse], dtype=object)
+
+
+def near_duplicate_groups(imageset: ImageSet, max_distance: int = NEAR_DISTANCE) -> np.ndarray:
+    """Patient groups of ``imageset`` with the groups of near-duplicate images joined."""
+    return merge_groups(imageset.patient_ids, near_pairs(perceptual_hashes(imageset.images), max_distance))
+
+
+def leakage(split_names: np.ndarray, patient_ids: np.ndarray, pairs: np.ndarray, paths: list[str]
+            ) -> tuple[dict[str, Any], list[str]]:
+    """Patients and duplicate pairs that cross split boundaries -> (report, warnings)."""
+    split_names = np.asarray(split_names).astype(str)
+    patients = []
+    for pid in np.unique(np.asarray(patient_ids).astype(str)):
+        found = sorted(set(split_names[np.asarray(patient_ids).astype(str) == pid]))
+        if len(found) > 1:
+            patients.append({"patient_id": pid, "splits": found})
+    crossing = [(int(i), int(j)) for i, j in pairs[:, :2] if split_names[i] != split_names[j]]
+    report = {
+        "n_patients_crossing": len(patients),
+        "patients": patients[:MAX_LISTED],
+        "n_duplicates_crossing": len(crossing),
+        "duplicates": [{"a": paths[i], "b": paths[j], "splits": [split_names[i], split_names[j]]}
+                       for i, j in crossing[:MAX_LISTED]],
+    }
+    warnings = []
+    if patients:
+        warnings.append(f"LEAKAGE: {len(patients)} patient(s) appear in more than one of train/val/test "
+                        f"(e.g. {patients[0]['patient_id']} in {', '.join(patients[0]['splits'])})")
+    if crossing:
+        i, j = crossing[0]
+        warnings.append(f"LEAKAGE: {len(crossing)} duplicate or near-duplicate pair(s) cross train/val/test "
+                        f"(e.g. {paths[i]} [{split_names[i]}] ~ {paths[j]} [{split_names[j]}])")
+    return report, warnings
+
+
+def confounds(labels: list[str], values: list[str], column: str) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Class x value counts for one metadata column and its shortcut warnings."""
+    values = [v or "(missing)" for v in values]
+    table: dict[str, dict[str, int]] = {}
+    for label, value in zip(labels, values):
+        row = table.setdefault(label, {})
+        row[value] = row.get(value, 0) + 1
+    totals = Counter(values)
+    warnings = []
+    for label, row in sorted(table.items()):
+        value, count = max(row.items(), key=lambda kv: kv[1])
+        n_class, n_rest = sum(row.values()), len(values) - sum(row.values())
+        share = count / n_class
+        rest = (totals[value] - count) / n_rest if n_rest else 1.0
+        if share >= SHORTCUT_SHARE and share - rest >= SHORTCUT_GAP:
+            warnings.append(f"SHORTCUT: {share:.0%} of {label} images have {column}={value} (vs {rest:.0%} of "
+                            f"the other classes): a classifier can learn {column} instead of the disease")
+    return table, warnings
+
+
+def _sizes(table: DatasetTable) -> dict[str, Any]:
+    common = Counter(f"{h}x{w}" for h, w in table.shapes.tolist())
+    return {
+        "min_side": int(table.shapes.min()) if len(table.shapes) else 0,
+        "max_side": int(table.shapes.max()) if len(table.shapes) else 0,
+        "most_common": [[size, n] for size, n in common.most_common(10)],
+    }
+
+
+def inspect_dataset(root: str | Path, layout: str = "auto", size: int = 64, val_frac: float = 0.15,
+                    test_frac: float = 0.15, seed: int = 0, max_distance: int = NEAR_DISTANCE,
+                    cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Everything ``cxraug data inspect`` reports, as one JSON-able dict (``warnings`` collects all)."""
+    table = read_dataset(root, layout, PreprocessConfig(size=size), cache_dir)
+    n = len(table.paths)
+    classes = {c: 0 for c in table.classes}
+    classes.update(Counter(table.labels))
+    patient_ids = np.array([pid or path for pid, path in zip(table.patient_ids, table.paths)], dtype=object)
+    digests = file_digests(table.paths)
+    exact = exact_pairs(digests)
+    near = near_pairs(perceptual_hashes(table.images), max_distance) if n else np.zeros((0, 3), np.int64)
+    near_only = [(int(i), int(j), int(d)) for i, j, d in near if not digests[i] or digests[i] != digests[j]]
+    pairs = np.concatenate([exact, near[:, :2]]) if n else np.zeros((0, 2), np.int64)
+    warnings = [f"EMPTY CLASS: {c} has no usable images" for c, k in classes.items() if k == 0]
+    if all(table.splits) and n:
+        split_names, split_source = np.array(table.splits, dtype=object), "manifest"
+    else:
+        label_index = {c: i for i, c in enumerate(sorted(set(table.labels)))}
+        split_names = assign_splits(np.array([label_index[x] for x in table.labels], dtype=np.int64),
+                                    patient_ids, val_frac, test_frac, seed) if n else np.zeros(0, object)
+        split_source = f"cxraug patient split (val {val_frac}, test {test_frac}, seed {seed})"
+    leak, leak_warnings = leakage(split_names, patient_ids, pairs, table.paths)
+    report: dict[str, Any] = {
+        "root": str(root),
+        "layout": table.layout,
+        "n_files": n + len(table.skipped),
+        "n_usable": n,
+        "classes": classes,
+        "patients": int(len(np.unique(patient_ids.astype(str)))),
+        "images_without_patient_id": int(sum(1 for p in table.patient_ids if not p)),
+        "sizes": _sizes(table),
+        "modes": dict(Counter(table.modes)),
+        "skipped": table.skipped,
+        "duplicates": {
+            "exact_pairs": len(exact),
+            "exact": [{"a": table.paths[i], "b": table.paths[j]} for i, j in exact[:MAX_LISTED].tolist()],
+            "near_pairs": len(near_only),
+            "near": [{"a": table.paths[i], "b": table.paths[j], "distance": d} for i, j, d in near_only[:MAX_LISTED]],
+            "max_distance": max_distance,
+        },
+        "split": {"source": split_source,
+                  "counts": {s: dict(Counter(np.array(table.labels, dtype=object)[split_names == s]))
+                             for s in ("train", "val", "test")}},
+        "leakage": leak,
+        "confounds": {},
+    }
+    warnings += leak_warnings
+    for column in CONFOUND_COLUMNS:
+        if column in table.meta_columns:
+            values = table.meta_values[:, table.meta_columns.index(column)].tolist()
+            cross, column_warnings = confounds(table.labels, values, column)
+            report["confounds"][column] = {"table": cross, "warnings": column_warnings}
+            warnings += column_warnings
+    report["warnings"] = warnings
+    return report
+
+
+def _table(title: str, rows: dict[str, dict[str, int]]) -> Table:
+    columns = sorted({v for row in rows.values() for v in row})
+    t = Table(title=title)
+    for name in ["class", *columns]:
+        t.add_column(name)
+    for label, row in sorted(rows.items()):
+        t.add_row(label, *[str(row.get(c, 0)) for c in columns])
+    return t
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """Human-readable inspect report (Rich tables; warnings last, in red)."""
+    console.print(f"[bold]{report['root']}[/] layout={report['layout']}: {report['n_usable']} usable of "
+                  f"{report['n_files']} files, {report['patients']} patient groups "
+                  f"({report['images_without_patient_id']} images without patient id)")
+    console.print(_table("usable images", {c: {"images": n} for c, n in report["classes"].items()}))
+    console.print(f"modes: {report['modes']}; sizes: {report['sizes']}")
+    for s in report["skipped"][:MAX_LISTED]:
+        console.print(f"  skipped {s['path']}: {s['reason']}")
+    dup = report["duplicates"]
+    console.print(f"duplicates: {dup['exact_pairs']} exact pair(s), {dup['near_pairs']} near pair(s) "
+                  f"(pHash distance <= {dup['max_distance']})")
+    by_class: dict[str, dict[str, int]] = {}
+    for split, counts in report["split"]["counts"].items():
+        for label, n in counts.items():
+            by_class.setdefault(label, {})[split] = n
+    console.print(_table(f"split ({report['split']['source']})", by_class))
+    for column, entry in report["confounds"].items():
+        console.print(_table(f"class x {column}", entry["table"]))
+    for w in report["warnings"]:
+        console.print(f"[bold red]WARNING[/] {w}")
