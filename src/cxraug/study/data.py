@@ -1,0 +1,180 @@
+"""The data of a study, loaded once by the driver: every image size the study needs, one patient-level split,
+every regime x subset draw, the external test set, and a fingerprint of it all.
+
+Every size is preprocessed from the source files (through the data cache), never resized from another size,
+and the split is checked to be the same at every size. A regime asking for more images than the training
+fold has is rejected here, before any unit runs, with the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cxraug.data.imageset import ImageSet, Splits
+from cxraug.errors import CxraugError
+from cxraug.study.protocol import Protocol
+
+
+@dataclass
+class StudyData:
+    """Everything the units need, by image size."""
+
+    classes: list[str]
+    splits: dict[int, Splits]
+    test: dict[int, ImageSet]
+    subsets: dict[tuple[str, int, int], ImageSet]  # (regime, draw, size) -> training subset
+    fingerprint: str
+    test_fingerprint: str | None
+    source: str  # "phantom" or the data root
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    test_source: str | None = None
+
+    def counts(self, size: int) -> dict[tuple[str, int], dict[str, int]]:
+        return {(r, d): s.counts() for (r, d, sz), s in self.subsets.items() if sz == size}
+
+    def describe(self) -> dict[str, Any]:
+        any_size = next(iter(self.splits))
+        sp = self.splits[any_size]
+        return {"data": "phantom" if self.source == "phantom" else self.source, "classes": self.classes,
+                "fingerprint": self.fingerprint, "test_data": self.test_source, "test_fingerprint":
+                self.test_fingerprint, "train": sp.train.counts(), "val": sp.val.counts(),
+                "test": self.test[any_size].counts(), "skipped": len(self.skipped),
+                "patients": {k: int(len(set(getattr(sp, k).patient_ids.astype(str)))) for k in ("train", "val")},
+                "regimes": {f"{r} draw {d}": s.counts() for (r, d, sz), s in self.subsets.items()
+                            if sz == any_size}}
+
+
+def _fingerprint(*sets: ImageSet) -> str:
+    h = hashlib.sha256()
+    for s in sets:
+        h.update(np.ascontiguousarray(s.images).tobytes())
+        h.update(s.labels.tobytes())
+        h.update("\n".join(s.classes).encode())
+        h.update("\n".join(s.paths).encode())
+        h.update("\n".join(map(str, s.patient_ids)).encode())
+    return h.hexdigest()[:16]
+
+
+def _filter(imageset: ImageSet, where: dict[str, list[str]]) -> ImageSet:
+    from cxraug.data.load import image_meta_column
+
+    keep = np.ones(len(imageset), dtype=bool)
+    for column, allowed in where.items():
+        values = image_meta_column(imageset, column)
+        if not any(values):
+            raise CxraugError(f"data.where.{column}: the dataset has no per-image column {column!r} "
+                              "(it comes from metadata.csv or manifest columns)")
+        keep &= np.isin(values.astype(str), [str(a) for a in allowed])
+    out = imageset.subset(keep)
+    empty = [c for c, n in out.counts().items() if n == 0]
+    if empty:
+        raise CxraugError(f"data.where {where} leaves no image of class(es) {', '.join(empty)}")
+    return out
+
+
+def _load(root: str | None, proto: Protocol, size: int, classes: list[str] | None) -> tuple[ImageSet, list]:
+    from cxraug.data.preprocess import PreprocessConfig
+    from cxraug.data.load import load_imageset
+
+    pre = PreprocessConfig(**{**proto.preprocess, "size": size})
+    imageset, skipped = load_imageset(root, layout=proto.data.layout, preprocess=pre, classes=classes,
+                                      merge=proto.data.merge or None, cache_dir=proto.data.cache_dir)
+    if proto.data.where:
+        imageset = _filter(imageset, proto.data.where)
+    return imageset, skipped
+
+
+def _external_test(root: str, proto: Protocol, size: int, classes: list[str]) -> ImageSet:
+    """The external test set at ``size``, its classes mapped by name onto the study's (others dropped)."""
+    from cxraug.data.names import match_class
+
+    ext, _ = _load(root, proto, size, None)
+    mapping = {}
+    for i, name in enumerate(ext.classes):
+        try:
+            mapping[i] = match_class(name, classes)
+        except CxraugError:
+            continue
+    if not mapping:
+        raise CxraugError(f"--test-data {root}: none of its classes ({', '.join(ext.classes)}) matches the "
+                          f"study's ({', '.join(classes)})")
+    keep = np.isin(ext.labels, list(mapping))
+    sub = ext.subset(keep)
+    return ImageSet(images=sub.images, labels=np.array([mapping[int(v)] for v in sub.labels]), classes=list(classes),
+                    patient_ids=sub.patient_ids, paths=sub.paths, meta=sub.meta)
+
+
+def sizes_needed(proto: Protocol) -> tuple[int, list[int], list[int]]:
+    """(data size, generator sizes, classifier sizes)."""
+    from cxraug.data.preprocess import PreprocessConfig
+    from cxraug.generators import GENERATORS
+
+    data_size = PreprocessConfig(**proto.preprocess).size
+    gens = sorted({GENERATORS.get(g.model).Config(**g.config).size for g in proto.generators.values()})
+    clfs = sorted({c.size or data_size for c in proto.classifiers})
+    return data_size, gens, clfs
+
+
+def check_regime(train: ImageSet, regime: Any, split: Splits) -> None:
+    """Reject a regime that asks for more images of a class than the training fold has, with the numbers."""
+    counts = train.counts()
+    asked = {c: regime.n_per_class for c in counts} if regime.n_per_class is not None else {}
+    for name, n in regime.cap.items():
+        from cxraug.data.names import match_class
+
+        asked[train.classes[match_class(name, train.classes)]] = n
+    short = {c: (n, counts[c]) for c, n in asked.items() if n > counts[c]}
+    if short:
+        val, test = split.val.counts(), split.test.counts()
+        detail = "; ".join(f"{c}: asks {n}, the training fold has {have} (val {val[c]}, test {test[c]}, "
+                           f"all {have + val[c] + test[c]})" for c, (n, have) in short.items())
+        raise CxraugError(f"regime {regime.name!r} asks for more images than the data has: {detail}. "
+                          "Lower the regime, add data, or shrink split.val_frac/test_frac")
+
+
+def load_study_data(proto: Protocol, data_root: str | None, test_root: str | None) -> StudyData:
+    """Load, split and thin the data at every size the study needs; reject impossible regimes."""
+    from cxraug.data.splits import apply_regime, split_patients
+
+    data_size, gen_sizes, clf_sizes = sizes_needed(proto)
+    sizes = sorted({data_size, *gen_sizes, *clf_sizes})
+    root = data_root if data_root is not None else proto.data.root
+    splits: dict[int, Splits] = {}
+    skipped: list[dict[str, str]] = []
+    reference: list[str] | None = None
+    for size in sizes:
+        imageset, skipped = _load(root, proto, size, proto.data.classes)
+        sp = split_patients(imageset, proto.split.val_frac, proto.split.test_frac, proto.split.seed)
+        order = sp.train.paths + ["|"] + sp.val.paths + ["|"] + sp.test.paths
+        if reference is None:
+            reference = order
+        elif order != reference:
+            raise CxraugError(f"the split at {size} px differs from the split at {sizes[0]} px "
+                              "(files failed to decode at one size?)")
+        splits[size] = sp
+    first = splits[sizes[0]]
+    classes = list(first.train.classes)
+    subsets: dict[tuple[str, int, int], ImageSet] = {}
+    for regime in proto.regimes:
+        check_regime(first.train, regime, first)
+        for draw in range(proto.repeats.subset_draws):
+            for size in sizes:
+                subsets[(regime.name, draw, size)] = apply_regime(
+                    splits[size].train, regime.n_per_class, regime.cap or None, seed=draw)
+    test: dict[int, ImageSet] = {}
+    test_fp = None
+    if test_root is not None:
+        for size in sizes:
+            test[size] = _external_test(test_root, proto, size, classes)
+        test_fp = _fingerprint(*(test[s] for s in sizes))
+    else:
+        test = {s: splits[s].test for s in sizes}
+    fp = _fingerprint(*(splits[s].train for s in sizes), *(splits[s].val for s in sizes),
+                      *(splits[s].test for s in sizes))
+    source = "phantom" if first.train.meta.get("data") == "phantom" else str(root)
+    return StudyData(classes=classes, splits=splits, test=test, subsets=subsets, fingerprint=fp,
+                     test_fingerprint=test_fp, source=source, skipped=skipped, test_source=test_root)

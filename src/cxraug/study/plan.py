@@ -1,0 +1,212 @@
+"""The plan: a grid of units, each keyed by a content hash of everything that determines its result.
+
+Two kinds of unit:
+
+* generator unit - one generator entry trained on one training subset (regime x subset draw) with one
+  generator seed; it also draws the pool of synthetic images every arm using it takes from, and scores
+  the pool (KID/FID/coverage against the real-vs-real floor, memorisation audit). Shared by every
+  classifier, classifier seed and arm that uses the generator on that subset.
+* classifier unit - one classifier trained on one arm's training set (regime x draw x generator seed x
+  classifier seed) and evaluated on the shared test set.
+
+The key hashes the cxraug version, the data fingerprint (and the external test set's), the split, the
+preprocessing, the regime, the draw, the model settings and seeds, and - for classifier units - the key of
+the generator unit it consumes. Change any of them and the unit is recomputed; nothing stale is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxraug import __version__
+from cxraug.study.protocol import ArmSpec, Protocol, RegimeSpec, classifier_config_fields
+
+#: rough CPU seconds per image-pass at 64 px (one forward + backward), used only by the dry-run cost estimate
+_GEN_S_PER_IMAGE = 4e-3
+_CLF_S_PER_IMAGE = 2e-3
+
+
+def content_key(spec: dict[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of the canonical JSON of ``spec``."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the plan needs to know about the loaded data."""
+
+    fingerprint: str
+    classes: list[str]
+    #: (regime name, draw) -> real images per class of that training subset
+    counts: dict[tuple[str, int], dict[str, int]]
+    test_fingerprint: str | None = None
+    size: int = 64
+
+
+@dataclass
+class Unit:
+    """One unit of work. ``fields`` are the grid coordinates written to ``results.csv``."""
+
+    key: str
+    kind: str  # "generator" | "classifier"
+    fields: dict[str, Any]
+    spec: dict[str, Any]
+    needs: str | None = None  # key of the generator unit whose pool this unit consumes
+    cost_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        f = self.fields
+        if self.kind == "generator":
+            return f"generator {f['generator']} | {f['regime']} draw {f['draw']} seed {f['gen_seed']}"
+        seed = "" if f["gen_seed"] is None else f" gen-seed {f['gen_seed']}"
+        return (f"{f['classifier']} | {f['arm']} | {f['regime']} draw {f['draw']}{seed} "
+                f"seed {f['clf_seed']}")
+
+
+@dataclass
+class Plan:
+    units: list[Unit] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[Unit]:
+        return [u for u in self.units if u.kind == kind]
+
+    def by_key(self) -> dict[str, Unit]:
+        return {u.key: u for u in self.units}
+
+    def consumers(self, key: str) -> list[Unit]:
+        return [u for u in self.units if u.needs == key]
+
+
+def policy_counts(policy: dict[str, Any], counts: dict[str, int], covered: list[str]) -> dict[str, int]:
+    """Images the policy adds per class, given the real counts (delegates to the synthetic plug-in)."""
+    import numpy as np
+
+    from cxraug.augment.synthetic import synthetic_counts
+    from cxraug.data.imageset import ImageSet
+
+    classes = list(counts)
+    labels = np.repeat(np.arange(len(classes)), [counts[c] for c in classes])
+    stub = ImageSet(np.zeros((len(labels), 1, 1), np.uint8), labels, classes)
+    return synthetic_counts(stub, to_synthetic_policy(policy), covered)
+
+
+def to_synthetic_policy(policy: dict[str, Any]) -> Any:
+    """The protocol's policy block as the plug-in's :class:`SyntheticPolicy`."""
+    from cxraug.augment.synthetic import SyntheticPolicy
+
+    return SyntheticPolicy(mode=policy["mode"], n=policy.get("n_per_class"), ratio=policy.get("ratio"),
+                           classes=policy.get("classes"))
+
+
+def _regime_spec(r: RegimeSpec) -> dict[str, Any]:
+    return r.model_dump(exclude={"name"})
+
+
+def _arm_extra(arm: ArmSpec, counts: dict[str, int], gen_classes: list[str] | None) -> dict[str, int]:
+    if arm.policy is None:
+        return {}
+    covered = gen_classes if gen_classes is not None else list(counts)
+    return policy_counts(arm.policy.model_dump(), counts, covered)
+
+
+def _train_size(arm: ArmSpec, counts: dict[str, int], proto: Protocol) -> int:
+    gen = proto.generators[arm.generator] if arm.generator else None
+    extra = _arm_extra(arm, counts, gen.classes if gen else None)
+    return sum(counts.values()) + sum(extra.values())
+
+
+def build_plan(proto: Protocol, data: DataInfo) -> Plan:
+    """Every unit of the study, generator units first; shared generator units appear once."""
+    base = {"version": __version__, "data": data.fingerprint, "test_data": data.test_fingerprint,
+            "split": proto.split.model_dump(), "preprocess": proto.preprocess, "classes": data.classes}
+    plan = Plan()
+    gen_units: dict[tuple, Unit] = {}
+    rep = proto.repeats
+    for regime in proto.regimes:
+        for draw in range(rep.subset_draws):
+            counts = data.counts[(regime.name, draw)]
+            # generator units: one per (entry, seed), pool sized for the most demanding arm that uses it
+            for name, gspec in proto.generators.items():
+                users = [a for a in proto.arms if a.generator == name]
+                if not users:
+                    continue
+                need: dict[str, int] = {}
+                for arm in users:
+                    for c, n in _arm_extra(arm, counts, gspec.classes).items():
+                        need[c] = max(need.get(c, 0), n)
+                pool = {c: n for c, n in need.items() if n > 0}
+                for gseed in range(rep.generator_seeds):
+                    cfg = dict(gspec.config)
+                    cfg["seed"] = int(cfg.get("seed", 0)) + gseed
+                    spec = {**base, "kind": "generator", "regime": _regime_spec(regime), "draw": draw,
+                            "model": gspec.model, "config": cfg, "train_classes": gspec.classes,
+                            "checkpoint": gspec.checkpoint, "source": gspec.source, "pool": pool,
+                            "metrics": proto.metrics.model_dump(exclude={"bootstrap", "subgroups", "confidence"}),
+                            "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}
+                    n_train = sum(counts[c] for c in (gspec.classes or counts))
+                    unit = Unit(key=content_key(spec), kind="generator",
+                                fields={"generator": name, "model": gspec.model, "regime": regime.name,
+                                        "draw": draw, "gen_seed": gseed},
+                                spec=spec, cost_s=_generator_cost(cfg, n_train, len(gspec.classes or counts)))
+                    gen_units[(name, regime.name, draw, gseed)] = unit
+                    plan.units.append(unit)
+            steps = None
+            if proto.training.equal_steps:
+                steps = max(_train_size(a, counts, proto) for a in proto.arms)
+            for clf in proto.classifiers:
+                for arm in proto.arms:
+                    gseeds: list[int | None] = list(range(rep.generator_seeds)) if arm.generator else [None]
+                    for gseed in gseeds:
+                        gunit = gen_units[(arm.generator, regime.name, draw, gseed)] if arm.generator else None
+                        for cseed in range(rep.classifier_seeds):
+                            cfg = classifier_config_fields(clf)
+                            cfg["seed"] = int(cfg.get("seed", 0)) + cseed
+                            spec = {**base, "kind": "classifier", "regime": _regime_spec(regime), "draw": draw,
+                                    "classifier": cfg, "size": clf.size, "arm": arm.model_dump(),
+                                    "generator_unit": gunit.key if gunit else None,
+                                    "training": proto.training.model_dump(), "equal_steps_images": steps,
+                                    "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}
+                            n_img = _train_size(arm, counts, proto)
+                            plan.units.append(Unit(
+                                key=content_key(spec), kind="classifier",
+                                fields={"arm": arm.name, "role": arm.role, "regime": regime.name,
+                                        "classifier": clf.name, "draw": draw, "gen_seed": gseed, "clf_seed": cseed},
+                                spec=spec, needs=gunit.key if gunit else None,
+                                cost_s=_classifier_cost(clf.config, steps or n_img, clf.size or data.size)))
+    return plan
+
+
+def _generator_cost(cfg: dict[str, Any], n_train: int, n_models: int) -> float:
+    batch = int(cfg.get("batch_size", 64))
+    steps = math.ceil(cfg["epochs"] * n_train / batch) if cfg.get("epochs") else int(cfg.get("steps", 2000))
+    size = int(cfg.get("size", 64))
+    return steps * batch * (size / 64) ** 2 * _GEN_S_PER_IMAGE * (n_models if n_models else 1)
+
+
+def _classifier_cost(cfg: dict[str, Any], n_images: int, size: int) -> float:
+    epochs = float(cfg.get("epochs", 10))
+    return epochs * n_images * (size / 64) ** 2 * _CLF_S_PER_IMAGE
+
+
+def describe(plan: Plan, done: set[str]) -> list[str]:
+    """Human-readable plan lines: counts, reuse, rough cost of what is left."""
+    gens, clfs = plan.of_kind("generator"), plan.of_kind("classifier")
+    left = [u for u in plan.units if u.key not in done]
+    lines = [f"{len(plan.units)} units: {len(gens)} generator, {len(clfs)} classifier; "
+             f"{len(plan.units) - len(left)} already finished (reused), {len(left)} to run"]
+    for g in gens:
+        users = plan.consumers(g.key)
+        arms = sorted({u.fields["arm"] for u in users})
+        state = "done" if g.key in done else "to run"
+        lines.append(f"  {g.label} [{g.key}] ({state}) -> reused by {len(users)} classifier units "
+                     f"(arms {', '.join(arms)}; pool {g.spec['pool']})")
+    cost = sum(u.cost_s for u in left)
+    lines.append(f"rough cost of what is left: {cost / 60:.1f} CPU-minutes at 1 thread per unit "
+                 f"(order of magnitude only)")
+    return lines

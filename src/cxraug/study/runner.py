@@ -1,0 +1,391 @@
+"""The study driver: load data, plan, run what is not finished yet, write every output.
+
+Only the driver writes ``OUT``; units return their results (see :mod:`cxraug.study.units`). Each finished
+unit is stored atomically under ``OUT/units/<key>/`` before the next one starts, so a study killed at any
+moment resumes where it stopped and ends with the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cxraug import __version__, io
+from cxraug.errors import CxraugError
+from cxraug.study import stats
+from cxraug.study.data import StudyData, load_study_data, sizes_needed
+from cxraug.study.executors import LocalExecutor, RayExecutor, Task
+from cxraug.study.plan import DataInfo, Plan, Unit, build_plan, describe
+from cxraug.study.protocol import Protocol
+from cxraug.study.units import pool_from_arrays, run_classifier_unit, run_generator_unit
+from cxraug.ui import banner, console
+
+#: classifier metrics summarised (macro averages for precision/recall/F1/specificity)
+METRICS = ("accuracy", "precision", "recall", "f1", "specificity", "mcc", "auc")
+GEN_METRICS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_coverage", "precision", "recall",
+               "density", "memorised_fraction")
+
+
+class UnitStore:
+    """Finished units under ``OUT/units/<key>/``: ``result.json`` (+ ``pool.npz`` for generators)."""
+
+    def __init__(self, out: Path) -> None:
+        self.root = out / "units"
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def done(self, key: str) -> bool:
+        return (self.folder(key) / "result.json").is_file()
+
+    def save(self, unit: Unit, result: dict[str, Any]) -> None:
+        folder = self.folder(unit.key)
+        record = {k: v for k, v in result.items() if k != "pool"}
+        if "pool" in result:
+            with io.atomic_path(folder / "pool.npz") as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, **result["pool"])
+        io.write_json(folder / "result.json", {"key": unit.key, "kind": unit.kind, "fields": unit.fields,
+                                               "spec": unit.spec, **record})
+
+    def load(self, key: str) -> dict[str, Any]:
+        return json.loads((self.folder(key) / "result.json").read_text())
+
+    def load_pool(self, key: str) -> dict[str, np.ndarray]:
+        with np.load(self.folder(key) / "pool.npz") as z:
+            return {k: z[k] for k in z.files}
+
+
+def _executor(name: str, address: str | None, proto: Protocol) -> LocalExecutor | RayExecutor:
+    if name == "local":
+        if address:
+            raise CxraugError("--address is only used with --executor ray")
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address=address, retries=proto.execution.retries)
+    raise CxraugError(f"unknown executor {name!r}; use local or ray")
+
+
+def _extractor(proto: Protocol, data: StudyData, data_size: int, device: str) -> Any:
+    """The feature extractor for generator scoring and image metrics (domain encoder trained on the
+    real training fold, cached by content hash)."""
+    if not proto.metrics.image_metrics:
+        return None
+    from cxraug.device import resolve_device
+    from cxraug.metrics.encoder import EncoderConfig
+    from cxraug.metrics.features import get_extractor
+
+    return get_extractor(proto.metrics.features, train=data.splits[data_size].train,
+                         cache_dir=proto.data.cache_dir, encoder=EncoderConfig(**proto.metrics.encoder),
+                         device=str(resolve_device(device)))
+
+
+def _tasks(plan: Plan, store: UnitStore, proto: Protocol, data: StudyData, extractor: Any) -> list[Task]:
+    ex = proto.execution
+    data_size, _, _ = sizes_needed(proto)
+    tasks = []
+    for unit in plan.units:
+        if store.done(unit.key):
+            continue
+        f = unit.fields
+        if unit.kind == "generator":
+            size = _gen_size(proto, f["generator"])
+            kwargs = {"spec": unit.spec, "train": data.subsets[(f["regime"], f["draw"], size)],
+                      "val": data.splits[size].val, "work_dir": str(store.folder(unit.key)),
+                      "threads": ex.threads, "device": ex.device, "extractor": extractor}
+            fn = run_generator_unit
+        else:
+            size = unit.spec["size"] or data_size
+            kwargs = {"spec": unit.spec, "train": data.subsets[(f["regime"], f["draw"], size)],
+                      "val": data.splits[size].val, "test": data.test[size], "threads": ex.threads,
+                      "device": ex.device}
+            fn = run_classifier_unit
+        tasks.append(Task(key=unit.key, label=unit.label, fn=fn, kwargs=kwargs, needs=unit.needs,
+                          cpus=ex.threads, gpus=ex.gpus))
+    return tasks
+
+
+def _gen_size(proto: Protocol, name: str) -> int:
+    from cxraug.generators import GENERATORS
+
+    spec = proto.generators[name]
+    return GENERATORS.get(spec.model).Config(**spec.config).size
+
+
+def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_root: str | None = None,
+              executor: str = "local", address: str | None = None, dry_run: bool = False) -> Path:
+    """Run (or resume) a study; returns the output directory."""
+    from cxraug.device import set_threads
+
+    t0 = time.time()
+    set_threads(proto.execution.threads)
+    data = load_study_data(proto, data_root, test_root)
+    if data.source == "phantom":
+        banner("data: phantom - synthetic test data, not medical data; results say nothing about X-rays")
+    data_size, _, _ = sizes_needed(proto)
+    info = DataInfo(fingerprint=data.fingerprint, classes=data.classes, counts=data.counts(data_size),
+                    test_fingerprint=data.test_fingerprint, size=data_size)
+    plan = build_plan(proto, info)
+    store = UnitStore(out)
+    done = {u.key for u in plan.units if store.done(u.key)}
+    for line in describe(plan, done):
+        console.print(line)
+    if dry_run:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "protocol.yaml", yaml.safe_dump(proto.model_dump(mode="json"), sort_keys=False))
+    io.write_json(out / "plan.json", [{"key": u.key, "kind": u.kind, "fields": u.fields, "needs": u.needs}
+                                      for u in plan.units])
+    pending_gens = [u for u in plan.of_kind("generator") if u.key not in done]
+    extractor = _extractor(proto, data, data_size, proto.execution.device) if pending_gens else None
+    tasks = _tasks(plan, store, proto, data, extractor)
+    by_key = plan.by_key()
+
+    def upstream(key: str) -> dict[str, Any]:
+        return {"pool": store.load_pool(key)}
+
+    def on_result(task: Task, result: dict[str, Any]) -> None:
+        store.save(by_key[task.key], result)
+
+    if tasks:
+        _executor(executor, address, proto).run(tasks, upstream, on_result)
+    write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor)
+    return out
+
+
+# ----------------------------------------------------------------------------- outputs
+def _csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(v) for k, v in r.items()})
+    io.write_text(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    if v is None:
+        return ""
+    return v
+
+
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def generator_rows(plan: Plan, store: UnitStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one row per generator unit with class-averaged image metrics, one row per unit x class)."""
+    unit_rows, class_rows = [], []
+    for u in plan.of_kind("generator"):
+        res = store.load(u.key)
+        per_class = res.get("image_metrics", {})
+        base = {"unit": u.key, "kind": "generator", **u.fields}
+        for c, m in per_class.items():
+            class_rows.append({**base, "class": c, **m})
+        steps = ";".join(f"{r['folder']}:{r['steps']}" for r in res.get("fit", []))
+        unit_rows.append({**base, "steps": steps,
+                          **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
+                          "wall_s": res["wall_s"]})
+    return unit_rows, class_rows
+
+
+def classifier_rows(plan: Plan, store: UnitStore) -> list[dict[str, Any]]:
+    rows = []
+    for u in plan.of_kind("classifier"):
+        res = store.load(u.key)
+        rows.append({"unit": u.key, "kind": "classifier", **u.fields, "generator_unit": u.needs or "",
+                     "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
+                     **{m: res["metrics"].get(m, math.nan) for m in METRICS}, "wall_s": res["wall_s"]})
+    return rows
+
+
+def _baselines(proto: Protocol) -> dict[str, str]:
+    """role -> arm name of the baselines every other arm is compared with (first arm of each role)."""
+    out: dict[str, str] = {}
+    for arm in proto.arms:
+        if arm.role in ("none", "oversample", "classical") and arm.role not in out:
+            out[arm.role] = arm.name
+    return out
+
+
+def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protocol, size: int) -> list[dict]:
+    from cxraug.data.load import image_meta_column
+
+    test = data.test[size]
+    k = len(data.classes)
+    rows = []
+    for column in proto.metrics.subgroups:
+        values = image_meta_column(test, column).astype(str)
+        if not any(values):
+            continue
+        per_unit = []
+        for u in plan.of_kind("classifier"):
+            res = store.load(u.key)
+            yt, yp = np.asarray(res["y_true"]), np.asarray(res["y_pred"])
+            for v in sorted(set(values) - {""}):
+                idx = np.flatnonzero(values == v)[None, :]
+                m = stats.metrics_from_confusion(stats.confusion_batch(yt, yp, idx, k))
+                per_unit.append({**u.fields, "subgroup": f"{column}={v}", "n_test": idx.shape[1],
+                                 **{name: float(val[0]) for name, val in m.items()}})
+        for v in sorted({r["subgroup"] for r in per_unit}):
+            sel = [r for r in per_unit if r["subgroup"] == v]
+            for s in stats.summarise(sel, stats.BOOTSTRAP_METRICS, proto.metrics.confidence):
+                rows.append({**s, "subgroup": v, "n_test": sel[0]["n_test"]})
+    return rows
+
+
+def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData, out: Path, wall_s: float,
+                  executor: str) -> None:
+    """results.csv, summary.csv, comparisons.csv, generators.csv, subgroups.csv, tables/, study.json."""
+    conf = proto.metrics.confidence
+    crows = classifier_rows(plan, store)
+    grows, gclass = generator_rows(plan, store)
+    _csv(out / "results.csv", crows + grows)
+    _csv(out / "generators.csv", gclass)
+    by_step = [{"unit": u.key, **u.fields, **r} for u in plan.of_kind("generator")
+               for r in store.load(u.key).get("by_step", [])]
+    if by_step:
+        _csv(out / "generator_checkpoints.csv", by_step)
+    metrics = [m for m in METRICS if any(not math.isnan(r[m]) for r in crows)]
+    summary = stats.summarise(crows, metrics, conf)
+    comparisons = stats.compare(crows, _baselines(proto), metrics, conf)
+    _add_bootstrap(plan, store, data, proto, summary, comparisons)
+    _add_generator_quality(proto, summary, grows)
+    _csv(out / "summary.csv", summary)
+    _csv(out / "comparisons.csv", comparisons)
+    _, _, clf_sizes = sizes_needed(proto)
+    sub = _subgroup_rows(plan, store, data, proto, clf_sizes[0])
+    if sub:
+        _csv(out / "subgroups.csv", sub)
+    tables = render_tables(proto, summary)
+    io.write_text(out / "tables.md", tables)
+    meta = {"name": proto.name, "scale": proto.scale, "cxraug": __version__, "python": platform.python_version(),
+            "platform": platform.platform(), "command": " ".join(sys.argv), "executor": executor,
+            "wall_s": wall_s, "units": len(plan.units), **data.describe()}
+    io.write_json(out / "study.json", meta)
+    print_summary(proto, summary, comparisons, out)
+    console.print(tables)
+    try:
+        from cxraug.report import build_report
+    except ImportError:
+        console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv, {out}/tables.md")
+        return
+    report = build_report(out)
+    console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv; report: {report}")
+
+
+def _add_bootstrap(plan: Plan, store: UnitStore, data: StudyData, proto: Protocol, summary: list[dict],
+                   comparisons: list[dict]) -> None:
+    """Second variance component: percentile intervals over test-image resamples (models held fixed)."""
+    b = proto.metrics.bootstrap
+    if b <= 0:
+        return
+    units, groups = {}, {}
+    for u in plan.of_kind("classifier"):
+        res = store.load(u.key)
+        units[u.key] = (np.asarray(res["y_true"], dtype=np.int64), np.asarray(res["y_pred"], dtype=np.int64))
+        groups.setdefault((u.fields["regime"], u.fields["classifier"], u.fields["arm"]), []).append(u.key)
+    pairs = sorted({((c["regime"], c["classifier"], c["arm"]), (c["regime"], c["classifier"], c["baseline"]))
+                    for c in comparisons})
+    grp, prs = stats.bootstrap_test(units, groups, pairs, len(data.classes), b, seed=0,
+                                    confidence=proto.metrics.confidence)
+    note = f"test-image bootstrap x{b} (trained models fixed; mean over the repeats)"
+    g = {(r["group"], r["metric"]): r for r in grp}
+    for s in summary:
+        r = g.get(((s["regime"], s["classifier"], s["arm"]), s["metric"]))
+        if r:
+            s.update(boot_low=r["boot_low"], boot_high=r["boot_high"], boot_sd=r["boot_sd"], boot_covers=note)
+    p = {(r["group"], r["baseline_group"], r["metric"]): r for r in prs}
+    for c in comparisons:
+        r = p.get(((c["regime"], c["classifier"], c["arm"]), (c["regime"], c["classifier"], c["baseline"]),
+                   c["metric"]))
+        if r:
+            c.update(boot_low=r["boot_low"], boot_high=r["boot_high"], boot_sd=r["boot_sd"], boot_covers=note)
+
+
+def _add_generator_quality(proto: Protocol, summary: list[dict], grows: list[dict]) -> None:
+    """KID and coverage of each generative arm's generator beside its rows, with the real-vs-real floor."""
+    for s in summary:
+        arm = proto.arm(s["arm"])
+        if not arm.generator:
+            continue
+        sel = [g for g in grows if g["generator"] == arm.generator and g["regime"] == s["regime"]]
+        for k in ("kid", "floor_kid", "coverage", "floor_coverage", "memorised_fraction"):
+            s[f"gen_{k}"] = _mean([g[k] for g in sel])
+
+
+def _pm(s: dict[str, Any]) -> str:
+    sd = "" if math.isnan(s["sd"]) else f" ± {s['sd']:.3f}"
+    return f"{s['mean']:.3f}{sd}"
+
+
+def render_tables(proto: Protocol, summary: list[dict]) -> str:
+    """The published tables in their own layout (rows = augmentation pipelines, columns = metrics),
+    plus one default table per regime and classifier. Cells: mean ± sd over repeats."""
+    idx = {(s["regime"], s["classifier"], s["arm"], s["metric"]): s for s in summary}
+    specs = [(t.title, t.regime, t.classifier, t.metrics, t.rows) for t in proto.tables]
+    if not specs:
+        specs = [(f"{r.name} / {c.name}", r.name, c.name, list(METRICS), {}) for r in proto.regimes
+                 for c in proto.classifiers]
+    parts = []
+    for title, regime, clf, metrics, rows in specs:
+        clf = clf or proto.classifiers[0].name
+        labels = rows or {a.name: a.name for a in proto.arms}
+        metrics = [m for m in metrics if any((regime, clf, a, m) in idx for a in labels)]
+        lines = [f"### {title}", "", "| Augmentation pipeline | " + " | ".join(metrics) + " |",
+                 "|---" * (len(metrics) + 1) + "|"]
+        for arm, label in labels.items():
+            cells = [(_pm(idx[(regime, clf, arm, m)]) if (regime, clf, arm, m) in idx else "-") for m in metrics]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        n = next((idx[(regime, clf, a, metrics[0])] for a in labels if (regime, clf, a, metrics[0]) in idx), None)
+        if n is not None:
+            lines += ["", f"mean ± sd over {n['n']} repeats ({n['covers']}); regime {regime}, classifier {clf}"]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def print_summary(proto: Protocol, summary: list[dict], comparisons: list[dict], out: Path) -> None:
+    """Per regime and classifier: each arm's accuracy / macro-F1 / MCC with CIs, the paired difference in
+    macro-F1 against ``none`` and the generator's KID and coverage beside the real-vs-real floor."""
+    from rich.table import Table
+
+    for regime in proto.regimes:
+        for clf in proto.classifiers:
+            t = Table(title=f"{proto.name}: {regime.name} / {clf.name}")
+            for col in ("arm", "accuracy", "macro-F1 [CI]", "MCC", "ΔF1 vs none [CI] p_holm",
+                        "gen KID (floor)", "gen coverage (floor)"):
+                t.add_column(col)
+            idx = {(s["arm"], s["metric"]): s for s in summary if s["regime"] == regime.name
+                   and s["classifier"] == clf.name}
+            for arm in proto.arms:
+                f1 = idx.get((arm.name, "f1"))
+                if f1 is None:
+                    continue
+                diff = next((c for c in comparisons if c["regime"] == regime.name and c["classifier"] == clf.name
+                             and c["arm"] == arm.name and c["baseline_role"] == "none" and c["metric"] == "f1"), None)
+                d = "" if diff is None else (f"{diff['mean']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] "
+                                             f"p={diff.get('p_holm', math.nan):.3g}")
+                kid = "" if "gen_kid" not in f1 else f"{f1['gen_kid']:.4f} ({f1['gen_floor_kid']:.4f})"
+                cov = "" if "gen_coverage" not in f1 else f"{f1['gen_coverage']:.2f} ({f1['gen_floor_coverage']:.2f})"
+                t.add_row(arm.name, _pm(idx[(arm.name, "accuracy")]),
+                          f"{_pm(f1)} [{f1['ci_low']:.3f}, {f1['ci_high']:.3f}]", _pm(idx[(arm.name, "mcc")]), d,
+                          kid, cov)
+            console.print(t)
+    console.print("intervals: t-intervals over repeats (sources in summary.csv 'covers'); boot_* columns: "
+                  "test-image bootstrap")

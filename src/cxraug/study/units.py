@@ -1,0 +1,254 @@
+"""The two unit functions. They run in any process (the driver, a Ray worker): all inputs are arguments,
+all outputs are the returned dict; the only files they touch are a generator's own work folder
+(checkpoints, loss log, sample grids), which is what lets an interrupted generator resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxraug.data.imageset import ImageSet
+from cxraug.errors import CxraugError
+
+
+def _prepare_process(threads: int, seed: int) -> None:
+    from cxraug.device import seed_everything, set_threads
+
+    set_threads(threads)
+    seed_everything(seed)
+
+
+def check_no_synthetic(name: str, images: ImageSet) -> None:
+    """Canary: a validation or test set holding a synthetic image stops the study."""
+    bad = int(images.synthetic.sum()) + sum(p.startswith("synthetic:") for p in images.paths)
+    if bad:
+        raise CxraugError(f"{bad} synthetic image(s) reached the {name} set; synthetic images belong to the "
+                          "training fold only")
+
+
+def pool_to_arrays(pool: ImageSet) -> dict[str, np.ndarray]:
+    """A synthetic pool as plain arrays (what a generator unit returns and the driver stores)."""
+    return {"images": pool.images, "labels": pool.labels, "paths": np.asarray(pool.paths, dtype=str)}
+
+
+def pool_from_arrays(arrays: dict[str, np.ndarray], classes: list[str], meta: dict[str, Any]) -> ImageSet:
+    paths = [str(p) for p in arrays["paths"]]
+    return ImageSet(images=arrays["images"], labels=arrays["labels"], classes=list(classes),
+                    patient_ids=np.asarray(paths, dtype=object), paths=paths,
+                    synthetic=np.ones(len(paths), dtype=bool), meta=dict(meta))
+
+
+# ----------------------------------------------------------------------------- generator unit
+def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path, device: str,
+                extractor: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """Train (or resume) the generator(s) of a unit; returns what the synthetic plug-in takes and fit records."""
+    from cxraug.generators import GENERATORS
+    from cxraug.generators.base import Generator, GeneratorKind
+    from cxraug.metrics.scorer import make_scorer
+
+    cls = GENERATORS.get(spec["model"])
+    cfg = cls.Config(**spec["config"])
+    classes = spec["train_classes"] or list(train.classes)
+    preprocess = dict(train.meta.get("preprocess") or {})
+    records = []
+
+    def fit(gen: Generator, data: ImageSet, folder: Path, real: ImageSet, labelled: bool) -> Generator:
+        scorer = None
+        if extractor is not None:
+            scorer = make_scorer(real.images, real.labels if labelled else None, features=extractor,
+                                 size=cfg.size, seed=cfg.seed)
+        res = gen.fit(data, folder, scorer=scorer, resume=True, progress=False)
+        records.append({"folder": folder.name, "steps": res.steps, "best_step": res.best_step,
+                        "best_kid": res.best_kid})
+        chosen = folder / "checkpoints" / f"{spec['checkpoint']}.pt"
+        return Generator.load(chosen if chosen.exists() else folder, device=device)
+
+    if cls.kind is GeneratorKind.UNCONDITIONAL:
+        models = {}
+        for c in classes:
+            gen = cls(cfg, classes=[c], device=device, preprocess=preprocess)
+            models[c] = fit(gen, gen.training_set(train, c), work / _safe(c), val.of_class(c), labelled=False)
+        return models, records
+    keep = np.isin(train.labels, [train.classes.index(c) for c in classes])
+    vkeep = np.isin(val.labels, [val.classes.index(c) for c in classes])
+    gen = cls(cfg, classes=list(train.classes), device=device, preprocess=preprocess)
+    model = fit(gen, gen.training_set(train.subset(keep)), work / "model", val.subset(vkeep), labelled=True)
+    if cls.kind is GeneratorKind.TRANSLATION:
+        from cxraug.augment.synthetic import SyntheticSource
+
+        if not spec["source"]:
+            raise CxraugError(f"{spec['model']} translates images: set the generator's source class (source:)")
+        source = train.of_class(spec["source"]).images
+        return [SyntheticSource(model, c, source=source) for c in classes if c != spec["source"]], records
+    return model, records
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def image_metrics(extractor: Any, fake: ImageSet, real_train: ImageSet, real_val: ImageSet, n: int,
+                  k: int, gallery_dir: Path | None, seed: int) -> dict[str, dict[str, float]]:
+    """Per class: KID, FID and PRDC of ``n`` synthetic images against validation images, beside the
+    real-vs-real floor (training-subset images against the same validation images), and - with ``gallery_dir``
+    - the memorisation audit of the synthetic images against the training subset (its gallery PNG goes there)."""
+    from cxraug.metrics.fid import fid
+    from cxraug.metrics.kid import kid
+    from cxraug.metrics.prdc import prdc
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for c in sorted(set(fake.classes[i] for i in np.unique(fake.labels))):
+        f, t, v = fake.of_class(c), real_train.of_class(c), real_val.of_class(c)
+        m = min(n, len(f), len(t))
+        if m < 4 or len(v) < 4:
+            continue
+        f_img = f.images[np.sort(rng.choice(len(f), m, replace=False))]
+        t_img = t.images[np.sort(rng.choice(len(t), m, replace=False))]
+        ff, tf, vf = extractor(f_img), extractor(t_img), extractor(v.images)
+        row: dict[str, float] = {"n": m}
+        for tag, feats in (("", ff), ("floor_", tf)):
+            row[f"{tag}kid"] = float(kid(vf, feats, n_boot=0, seed=seed)["kid"])
+            row[f"{tag}fid"] = float(fid(vf, feats))
+            p = prdc(vf, feats, k=k)
+            row.update({f"{tag}{key}": float(p[key]) for key in ("precision", "recall", "density", "coverage")})
+        if gallery_dir is not None:
+            from cxraug.metrics.memorisation import audit, gallery
+
+            res = audit(f_img, t.images, v.images, extractor=extractor, seed=seed)
+            row.update(memorised=float(res["flagged"]), memorised_fraction=float(res["fraction_flagged"]))
+            gallery(f_img, t.images, res, gallery_dir / f"memorisation_{_safe(c)}.png")
+        out[c] = row
+    return out
+
+
+def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, work_dir: str, threads: int,
+                       device: str, extractor: Any, upstream: Any = None) -> dict[str, Any]:
+    """Train one generator entry on one training subset, draw its synthetic pool and score it."""
+    from cxraug.augment.synthetic import SyntheticPolicy, generate_synthetic
+    from cxraug.device import resolve_device
+
+    t0 = time.time()
+    _prepare_process(threads, int(spec["config"].get("seed", 0)))
+    check_no_synthetic("generator training", train)
+    dev = str(resolve_device(device))
+    work = Path(work_dir)
+    models, records = _fit_models(spec, train, val, work, dev, extractor)
+    pool_spec = spec["pool"]
+    if pool_spec:
+        policy = SyntheticPolicy(mode="add", n=max(pool_spec.values()), classes=sorted(pool_spec))
+        pool = generate_synthetic(train, models, policy, seed=int(spec["config"].get("seed", 0)))
+    else:
+        pool = generate_synthetic(train, models, SyntheticPolicy(mode="add", n=0))
+    metrics: dict[str, Any] = {}
+    by_step: list[dict[str, Any]] = []
+    ms = spec["metrics"]
+    if ms["image_metrics"] and extractor is not None and len(pool):
+        metrics = image_metrics(extractor, pool, train, val, ms["samples"], ms["nearest_k"],
+                                work if ms["memorisation"] else None, seed=0)
+        by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
+    return {"pool": pool_to_arrays(pool), "image_metrics": metrics, "by_step": by_step, "fit": records,
+            "wall_s": time.time() - t0}
+
+
+def _scheduled_checkpoints(spec: dict[str, Any], work: Path, train: ImageSet, val: ImageSet, extractor: Any,
+                           device: str) -> list[dict[str, Any]]:
+    """KID/FID of the checkpoints kept at ``keep_steps`` (e.g. FID by epoch), per trained model folder."""
+    from cxraug.augment.synthetic import SyntheticPolicy, generate_synthetic
+    from cxraug.generators.base import Generator
+
+    ms = spec["metrics"]
+    rows = []
+    for ckpt in sorted(work.glob("*/checkpoints/step_*.pt")):
+        gen = Generator.load(ckpt, device=device)
+        step = int(ckpt.stem.split("_")[1])
+        models = gen if ckpt.parent.parent.name == "model" else {gen.classes[0]: gen}
+        pool = generate_synthetic(train, models, SyntheticPolicy(mode="add", n=ms["samples"]), seed=0)
+        for c, row in image_metrics(extractor, pool, train, val, ms["samples"], ms["nearest_k"], None,
+                                    seed=0).items():
+            rows.append({"step": step, "class": c, **{k: row[k] for k in ("kid", "fid", "coverage",
+                                                                           "floor_kid", "floor_fid")}})
+    return rows
+
+
+# ----------------------------------------------------------------------------- classifier unit
+def repeat_real(train: ImageSet, counts: dict[str, int], seed: int) -> ImageSet:
+    """``counts[c]`` more *real* images of each class, drawn cyclically from a seeded permutation."""
+    rng = np.random.default_rng(seed)
+    idx: list[np.ndarray] = []
+    for c, n in counts.items():
+        members = np.flatnonzero(train.labels == train.classes.index(c))
+        if n == 0 or len(members) == 0:
+            continue
+        order = rng.permutation(members)
+        idx.append(order[np.arange(n) % len(order)])
+    return train.subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64))
+
+
+def take_from_pool(pool: ImageSet, counts: dict[str, int], size: int) -> ImageSet:
+    """The first ``counts[c]`` pool images of each class, resized to the classifier's size."""
+    from cxraug.augment.synthetic import resize_images
+
+    idx = []
+    for c, n in counts.items():
+        members = np.flatnonzero(pool.labels == pool.classes.index(c))
+        if n > len(members):
+            raise CxraugError(f"synthetic pool has {len(members)} images of {c!r}, the arm needs {n}")
+        idx.append(members[:n])
+    sub = pool.subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64))
+    sub.images = resize_images(sub.images, size)
+    return sub
+
+
+def build_training_set(spec: dict[str, Any], train: ImageSet, pool: ImageSet | None, seed: int) -> ImageSet:
+    """The arm's training set: real images, plus synthetic (generator arm) or repeated real (oversample arm)."""
+    from cxraug.study.plan import policy_counts
+
+    arm = spec["arm"]
+    counts = train.counts()
+    if arm["generator"]:
+        assert pool is not None
+        covered = sorted({pool.classes[i] for i in np.unique(pool.labels)})
+        return train.concat(take_from_pool(pool, policy_counts(arm["policy"], counts, covered), train.size))
+    if arm["oversample"]:
+        return train.concat(repeat_real(train, policy_counts(arm["policy"], counts, list(counts)), seed))
+    return train
+
+
+def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, test: ImageSet, threads: int,
+                        device: str, upstream: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one classifier on one arm's training set and evaluate it on the shared test set."""
+    from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
+
+    t0 = time.time()
+    fields = dict(spec["classifier"])
+    seed = int(fields.get("seed", 0))
+    _prepare_process(threads, seed)
+    check_no_synthetic("validation", val)
+    check_no_synthetic("test", test)
+    pool = None
+    if upstream is not None:
+        pool = pool_from_arrays(upstream["pool"], train.classes, train.meta)
+    aug = build_training_set(spec, train, pool, seed)
+    # one loss weighting and (optionally) one step budget for every arm; the classical policy is the arm's
+    fields.update(augment=spec["arm"]["classical"], class_weights=spec["training"]["loss_weighting"] == "balanced")
+    if spec["equal_steps_images"]:
+        epochs = int(fields.get("epochs", ClassifierConfig.model_fields["epochs"].default))
+        batch = int(fields.get("batch_size", ClassifierConfig.model_fields["batch_size"].default))
+        fields["max_steps"] = epochs * math.ceil(spec["equal_steps_images"] / batch)
+    trained = train_classifier(aug, val, ClassifierConfig(**fields), device=device)
+    prob = trained.predict_proba(test.images, device=device)
+    res = metrics_from_predictions(test.labels, prob, test.classes)
+    metrics = {"accuracy": res["accuracy"], "precision": res["macro_precision"], "recall": res["macro_recall"],
+               "f1": res["macro_f1"], "specificity": res["macro_specificity"], "mcc": res["mcc"],
+               "auc": res["macro_auc"], "weighted_f1": res["weighted_f1"]}
+    return {"metrics": {k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
+            "confusion_matrix": res["confusion_matrix"], "y_true": test.labels.tolist(),
+            "y_pred": prob.argmax(1).tolist(), "best_epoch": trained.best_epoch,
+            "n_train": len(aug), "n_real": int((~aug.synthetic).sum()), "n_synthetic": int(aug.synthetic.sum()),
+            "wall_s": time.time() - t0}
