@@ -278,6 +278,7 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                                                if cfg.unfreeze_last_epochs else [])
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+    total_steps = 0
     with make_progress() as prog:
         task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
         for phase, epochs, lr in phases:
@@ -307,13 +308,15 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                     loss_sum += float(loss.detach()) * len(y)
                     correct += int((logits.argmax(1) == y).sum())
                     seen += len(y)
+                total_steps += steps
                 lr_now = optimizer.param_groups[0]["lr"]
                 if schedule is not None:
                     schedule.step()
                 val_loss, val_acc = _validate(model, va, criterion, fabric.device) if len(va.labels) else (math.nan,
                                                                                                            math.nan)
                 epoch = len(history) + 1
-                history.append({"epoch": epoch, "phase": phase, "lr": lr_now, "train_loss": loss_sum / seen,
+                history.append({"epoch": epoch, "phase": phase, "steps": total_steps, "lr": lr_now,
+                                "train_loss": loss_sum / seen,
                                 "train_acc": correct / seen, "val_loss": val_loss, "val_acc": val_acc,
                                 "seconds": time.perf_counter() - start})
                 improved = bool(fabric.broadcast(not val_loss >= best_loss, src=0))  # NaN (no val set) counts
