@@ -15,6 +15,12 @@ from cxraug.io import torch_load
 TINY: dict[str, dict] = {
     "dcgan": {"size": 16, "batch_size": 8, "g_channels": 8, "d_channels": 8, "latent_dim": 8,
               "diffaugment": ["translation", "cutout", "color"]},
+    "wgan-gp": {"size": 16, "batch_size": 8, "g_channels": 8, "d_channels": 8, "latent_dim": 8, "n_critic": 2,
+                "diffaugment": ["translation"]},
+    "vae": {"size": 16, "batch_size": 8, "hidden": 32, "latent_dim": 4},
+    "conv-vae": {"size": 16, "batch_size": 8, "channels": 8, "latent_dim": 4},
+    "vae-gan": {"size": 16, "batch_size": 8, "g_channels": 8, "d_channels": 8, "latent_dim": 8,
+                "diffaugment": ["color"]},
 }
 
 

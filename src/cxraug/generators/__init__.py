@@ -11,6 +11,7 @@ GENERATORS: Registry = Registry("generator")
 from cxraug.generators import acgan  # noqa: E402,F401  (registers "acgan")
 
 from cxraug.generators import dcgan  # noqa: E402,F401  (registers dcgan)
+from cxraug.generators import wgan_gp, vae, conv_vae, vae_gan  # noqa: E402,F401  (wgan-gp, vae, conv-vae, vae-gan)
 
 from cxraug.generators import reference  # noqa: E402,F401  (registers oracle, copy, noise)
 from cxraug.generators import pix2pix  # noqa: E402,F401  (registers "pix2pix")
