@@ -89,6 +89,15 @@ def test_conditional_generator_labels_follow_policy() -> None:
     np.testing.assert_array_equal(syn.images[:, 0, 0], 40 * (syn.labels + 1))  # right class per image
 
 
+def test_pix2pix_translates_training_source_images() -> None:
+    train = real_set({"COVID": 3, "Normal": 5}, size=16)
+    gen = GENERATORS.get("pix2pix")({"size": 16, "g_width": 4, "d_width": 4, "source": "Normal", "target": "COVID"},
+                                    classes=CLASSES)
+    out = augment_training_set(train, gen, SyntheticPolicy(mode="balance"))
+    assert out.counts() == {"COVID": 5, "Normal": 5, "Viral Pneumonia": 0}
+    assert out.synthetic.sum() == 2
+
+
 def test_translation_generator_cycles_its_sources() -> None:
     train = real_set({"COVID": 3, "Normal": 5}, size=16)
     normal = train.of_class("Normal").images

@@ -4,8 +4,9 @@ Generators of every kind plug in the same way:
 
 * one unconditional generator per class - ``{"COVID": dcgan_covid, "Normal": dcgan_normal}``;
 * one conditional generator - ``acgan`` (every class it knows that the training set also has);
-* a translation generator with its source images - ``SyntheticSource(pix2pix, "COVID", source=normal_images)``
-  (source images are cycled when more outputs than sources are needed).
+* a translation generator with its source images - ``SyntheticSource(pix2pix, "COVID", source=normal_images)``,
+  or the bare generator when it names its ``target_class`` and picks its ``source_images(train)`` (Pix2Pix
+  translates the training fold's real source-class images). Sources are cycled when more outputs are needed.
 
 A :class:`SyntheticPolicy` says how many images each class gets: ``add`` N per class, ``balance`` every class up
 to the largest class's real count, or ``ratio`` synthetic:real per class.
@@ -14,7 +15,8 @@ to the largest class's real count, or ``ratio`` synthetic:real per class.
 training set lives in the same preprocessing at its own size S. Synthetic images are therefore never
 re-preprocessed (no second crop/CLAHE); they are only resized from the generator's size to S by one rule,
 :func:`resize_images`: bilinear interpolation with antialiasing (``torch.nn.functional.interpolate``,
-``align_corners=False``, ``antialias=True``) on intensities 0..255, rounded and clipped to uint8. Translation
+``align_corners=False``, ``antialias=True``) on intensities 0..255, rounded and clipped to uint8 - the rule the
+metrics package uses before its feature extractors. Translation
 sources go the other way (S -> generator size) by the same rule. A generator whose recorded preprocessing differs
 from the training set's (other than size) is refused.
 
@@ -29,8 +31,6 @@ from dataclasses import dataclass
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cxraug.data.imageset import ImageSet, Splits
@@ -72,15 +72,11 @@ GeneratorsArg = Generator | Mapping[str, Generator] | Sequence[SyntheticSource]
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, s, s) -> uint8 (N, size, size): the plug-in's single resize rule (see module docstring)."""
-    images = np.asarray(images, dtype=np.uint8)
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    if len(images) == 0:
-        return np.zeros((0, size, size), np.uint8)
-    x = torch.as_tensor(images).unsqueeze(1).float()
-    y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return y[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+    """uint8 (N, s, s) -> uint8 (N, size, size): the plug-in's single resize rule (see module docstring); the
+    same function the metrics package resizes with (:func:`cxraug.metrics.scorer.resize_uint8`)."""
+    from cxraug.metrics.scorer import resize_uint8
+
+    return resize_uint8(images, size)
 
 
 def resolve_sources(train: ImageSet, generators: GeneratorsArg) -> list[SyntheticSource]:
@@ -95,7 +91,10 @@ def resolve_sources(train: ImageSet, generators: GeneratorsArg) -> list[Syntheti
                                   f"{train.classes}")
             return [SyntheticSource(gen, c) for c in names]
         if gen.kind is GeneratorKind.TRANSLATION:
-            raise CxraugError(f"{gen.name} translates images: pass SyntheticSource(generator, label, source=...)")
+            if not hasattr(gen, "target_class") or not hasattr(gen, "source_images"):
+                raise CxraugError(f"{gen.name} translates images: pass SyntheticSource(generator, label, source=...)")
+            label = train.classes[match_class(gen.target_class, train.classes)]
+            return [SyntheticSource(gen, label, source=gen.source_images(train))]
         return [SyntheticSource(gen, train.classes[match_class(gen.classes[0], train.classes)])]
     if isinstance(generators, Mapping):
         return [SyntheticSource(g, train.classes[match_class(k, train.classes)]) for k, g in generators.items()]
