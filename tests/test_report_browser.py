@@ -1,0 +1,90 @@
+"""The study report in headless Chromium: no console errors, every arm x regime row, table values equal
+summary.csv, every image decodes. The browser comes from Debian's chromium + chromium-driver (.ci/run installs
+them); without them the test skips, except under CI=true where it fails."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cxraug.report import build_report
+from cxraug.report.study_dir import num, read_csv
+from report_helpers import make_study_dir
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,2400")
+
+
+def _browser() -> tuple[str, str]:
+    binary = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    driver = shutil.which("chromedriver")
+    if binary and driver:
+        return binary, driver
+    reason = "no headless browser: install Debian chromium and chromium-driver (.ci/run does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason + " - required under CI=true")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path):  # noqa: ANN201 - selenium WebDriver
+    binary, driver_path = _browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+_CELLS_JS = """
+return Array.from(document.querySelectorAll('table.summary td[data-metric]')).map(td => {
+  const tr = td.parentElement;
+  return [tr.dataset.regime, tr.dataset.classifier, tr.dataset.arm, td.dataset.metric,
+          td.querySelector('.mean').textContent, td.querySelector('.ci').textContent];
+});
+"""
+
+
+def test_report_renders_in_headless_chromium(chromium, tmp_path: Path) -> None:  # noqa: ANN001
+    out = make_study_dir(tmp_path / "study")
+    report = build_report(out)
+    chromium.get(report.resolve().as_uri())
+    assert chromium.title == "cxraug report: report-fixture"
+
+    errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+    summary = read_csv(out / "summary.csv")
+    cells = {tuple(c[:4]): (c[4], c[5]) for c in chromium.execute_script(_CELLS_JS)}
+    pairs = {(r["regime"], r["arm"]) for r in read_csv(out / "results.csv") if r["kind"] == "classifier"}
+    assert pairs == {(r, a) for r in ("n20", "full") for a in ("none", "classical", "dcgan")}
+    for row in summary:
+        mean, ci = cells[(row["regime"], row["classifier"], row["arm"], row["metric"])]
+        assert mean == f"{num(row, 'mean'):.3f}"
+        lo, hi = num(row, "ci_low"), num(row, "ci_high")
+        assert ci == ("" if math.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]")
+    assert len(cells) == len(summary)
+
+    images = chromium.execute_script(
+        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
+    assert len(images) >= 10
+    assert all(complete and width > 0 for _, complete, width in images), images
+
+    assert chromium.find_element("id", "phantom-banner").is_displayed()
+    shot = tmp_path / "report.png"
+    assert chromium.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
