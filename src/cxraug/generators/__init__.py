@@ -15,3 +15,5 @@ from cxraug.generators import wgan_gp, vae, conv_vae, vae_gan  # noqa: E402,F401
 
 from cxraug.generators import reference  # noqa: E402,F401  (registers oracle, copy, noise)
 from cxraug.generators import pix2pix  # noqa: E402,F401  (registers "pix2pix")
+
+from cxraug.generators import stylegan2_ada  # noqa: E402,F401  (registers "stylegan2-ada")
