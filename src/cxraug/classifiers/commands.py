@@ -1,7 +1,104 @@
-"""CLI commands of cxraug.classifiers (registered on the root Typer app by cxraug.cli)."""
+"""``cxraug train-classifier`` and ``cxraug predict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from cxraug.ui import console
+
+
+def train_classifier_cmd(
+    out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, confusion.png, history.csv, best.pt."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder or manifest CSV (none: phantom data)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated classes to use, in order."),
+    model: str = typer.Option("resnet18", "--model", help="Classifier: custom-cnn, resnet18, resnet34, resnet50, "
+                              "simple-resnet18, ib-resnet, vgg16, inception-v3."),
+    head: Optional[str] = typer.Option(None, "--head", help="Head preset (e.g. pisa-vgg16); default: the model's."),
+    size: int = typer.Option(64, "--size", help="Image side in pixels (preprocessing and classifier input)."),
+    clahe: bool = typer.Option(False, "--clahe", help="CLAHE in preprocessing."),
+    mask_crop: bool = typer.Option(False, "--mask-crop", help="Crop to the lung mask's box where masks exist."),
+    augment: Optional[str] = typer.Option(None, "--augment", help="Classical policy on the fly: fedoruk, keras, flip."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet': frozen ImageNet backbone."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Local torchvision-format ImageNet weights."),
+    unfreeze_last_epochs: int = typer.Option(0, "--unfreeze-last-epochs",
+                                             help="Then fine-tune the last block this many epochs."),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw, sgd or rmsprop."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
+    schedule: str = typer.Option("none", "--schedule", help="none, step, exponential or cosine."),
+    epochs: int = typer.Option(30, "--epochs", help="Epoch cap."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Batch size (per process)."),
+    patience: int = typer.Option(5, "--patience", help="Early-stopping patience on validation loss (0: off)."),
+    class_weights: bool = typer.Option(False, "--class-weights", help="Weight the loss by inverse class counts."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Total optimiser steps instead of passes."),
+    n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Training images per class (regime)."),
+    val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction (patient-level split)."),
+    test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction (patient-level split)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split and the regime draw."),
+    seed: int = typer.Option(0, "--seed", help="Classifier seed (initialisation, batches, augmentation)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
+) -> None:
+    """Train a classifier on a patient-level split and evaluate it on the test split.
+    Example: cxraug train-classifier --data ROOT --model resnet18 --size 128 --augment fedoruk --out runs/r18"""
+    from cxraug.classifiers.evaluate import evaluate, save_confusion_png
+    from cxraug.classifiers.train import ClassifierConfig, train_classifier
+    from cxraug.data import PreprocessConfig, apply_regime, load_splits
+    from cxraug.io import write_json
+
+    cfg = ClassifierConfig(model=model, head=head, size=size, pretrained=pretrained,
+                           weights=str(weights) if weights else None, optimizer=optimizer, lr=lr, schedule=schedule,
+                           epochs=epochs, batch_size=batch_size, patience=patience or None,
+                           class_weights=class_weights, augment=augment, max_steps=max_steps, seed=seed,
+                           unfreeze_last_epochs=unfreeze_last_epochs)
+    splits = load_splits(data, val_frac, test_frac, split_seed, cache_dir=cache_dir,
+                         preprocess=PreprocessConfig(size=size, clahe=clahe, mask_crop=mask_crop),
+                         classes=classes.split(",") if classes else None)
+    train = apply_regime(splits.train, n_per_class=n_per_class, seed=split_seed) if n_per_class else splits.train
+    console.print(f"train {train.counts()}  val {splits.val.counts()}  test {splits.test.counts()}")
+    trained = train_classifier(train, splits.val, cfg, out_dir=out, device=device)
+    metrics = evaluate(trained, splits.test, device=device)
+    write_json(out / "metrics.json", {**metrics, "config": cfg.model_dump(mode="json"), "best_epoch":
+                                      trained.best_epoch, "epochs_run": len(trained.history),
+                                      "data": str(data) if data else "phantom", "train_counts": train.counts(),
+                                      "val_counts": splits.val.counts(), "test_counts": splits.test.counts()})
+    save_confusion_png(metrics, out / "confusion.png")
+    console.print(metrics["classification_report"])
+    console.print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  MCC {metrics['mcc']:.4f}"
+                  f"  (best epoch {trained.best_epoch}) -> {out}")
+
+
+def predict_cmd(
+    images: list[Path] = typer.Argument(..., help="Image/DICOM files or folders."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="best.pt written by train-classifier."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default: print to stdout)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Class probabilities per image, preprocessed as the classifier's training data.
+    Example: cxraug predict --checkpoint runs/r18/best.pt xrays/ --out predictions.csv"""
+    from cxraug.classifiers.predict import expand_paths, predict_files, write_predictions_csv
+    from cxraug.classifiers.train import TrainedClassifier
+
+    model = TrainedClassifier.load(checkpoint)
+    rows = predict_files(model, expand_paths(images), device=device)
+    skipped = [r for r in rows if r["error"]]
+    if out is None:
+        import csv
+        import sys
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        write_predictions_csv(rows, out)
+        console.print(f"{len(rows) - len(skipped)} images predicted -> {out}")
+    for r in skipped:
+        console.print(f"[yellow]skipped[/] {r['path']}: {r['error']}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the root app."""
+    """Add ``train-classifier`` and ``predict`` to the root app."""
+    app.command("train-classifier")(train_classifier_cmd)
+    app.command("predict")(predict_cmd)
