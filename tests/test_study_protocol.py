@@ -1,0 +1,115 @@
+"""Protocol validation and planning: field-path errors, shipped configs, content keys, generator reuse."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxraug.errors import CxraugError
+from cxraug.study.plan import DataInfo, build_plan, content_key
+from cxraug.study.protocol import load_protocol
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+BASE = {
+    "name": "t",
+    "arms": [{"name": "none"}, {"name": "gen", "generator": "g", "policy": {"mode": "add", "n_per_class": 5}}],
+    "generators": {"g": {"model": "noise", "config": {"size": 32}}},
+    "classifiers": [{"name": "a", "model": "custom-cnn", "config": {"epochs": 1}},
+                    {"name": "b", "model": "custom-cnn", "config": {"epochs": 2}}],
+    "preprocess": {"size": 32},
+    "repeats": {"classifier_seeds": 2},
+}
+
+
+def _write(tmp_path: Path, raw: dict) -> Path:
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def _error(tmp_path: Path, raw: dict) -> str:
+    with pytest.raises(CxraugError) as exc:
+        load_protocol(_write(tmp_path, raw))
+    return str(exc.value)
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ({"arms": [{"name": "x", "generator": "g", "policy": {"mode": "double"}}]},
+     "arms[0].policy.mode: Input should be 'add', 'balance' or 'ratio' (got 'double')"),
+    ({"repeats": {"classifier_seeds": 0}}, "repeats.classifier_seeds: Input should be greater than or equal to 1"),
+    ({"generators": {"g": {"model": "noise", "config": {"steps": -1}}}},
+     "generators.g.config.steps: Input should be greater than or equal to 0"),
+    ({"classifiers": [{"name": "a", "model": "custom-cnn", "config": {"optimizer": "lion"}}]},
+     "classifiers[0].optimizer: Input should be"),
+    ({"classifiers": [{"name": "a", "model": "custom-cnn", "config": {"class_weights": True}}]},
+     "classifiers[0].config: class_weights are set by the study for every arm alike"),
+    ({"preprocess": {"size": 8}}, "preprocess.size: Input should be greater than or equal to 16"),
+    ({"splitt": {}}, "splitt: Extra inputs are not permitted"),
+    ({"arms": [{"name": "x", "generator": "nope", "policy": {"mode": "balance"}}]},
+     "uses generator 'nope', which is not under generators"),
+    ({"arms": [{"name": "x", "classical": "rot90"}]}, "arms[0].classical: unknown classical policy 'rot90'"),
+    ({"generators": {"g": {"model": "gan9000"}}}, "generators.g.model: unknown generator 'gan9000'"),
+])
+def test_invalid_protocol_names_field_path(tmp_path: Path, patch: dict, expected: str) -> None:
+    msg = _error(tmp_path, {**BASE, **patch})
+    assert expected in msg, msg
+    assert str(tmp_path / "p.yaml") in msg
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("- just\n- a list\n")
+    with pytest.raises(CxraugError, match="YAML mapping"):
+        load_protocol(p)
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(CxraugError, match="not valid YAML"):
+        load_protocol(p)
+
+
+def test_shipped_configs_are_valid() -> None:
+    files = sorted(CONFIGS.glob("*.yaml"))
+    assert any(f.name == "quickstart.yaml" for f in files)
+    for f in files:
+        load_protocol(f)
+
+
+def _info() -> DataInfo:
+    return DataInfo(fingerprint="f", classes=["A", "B"], counts={("full", 0): {"A": 30, "B": 10}}, size=32)
+
+
+def test_generator_shared_by_classifiers_and_seeds(tmp_path: Path) -> None:
+    proto = load_protocol(_write(tmp_path, BASE))
+    plan = build_plan(proto, _info())
+    (gen,) = plan.of_kind("generator")
+    users = plan.consumers(gen.key)
+    assert len(users) == 4  # 2 classifiers x 2 seeds, one generator unit
+    assert gen.spec["pool"] == {"A": 5, "B": 5}
+    assert len(plan.of_kind("classifier")) == 8
+    assert len({u.key for u in plan.units}) == len(plan.units)
+
+
+def test_keys_change_with_what_determines_a_unit(tmp_path: Path) -> None:
+    proto = load_protocol(_write(tmp_path, BASE))
+    keys = {u.key for u in build_plan(proto, _info()).units}
+    assert keys == {u.key for u in build_plan(proto, _info()).units}  # deterministic
+    other_data = DataInfo(fingerprint="g", classes=["A", "B"], counts=_info().counts, size=32)
+    assert keys.isdisjoint({u.key for u in build_plan(proto, other_data).units})
+    raw = {**BASE, "generators": {"g": {"model": "noise", "config": {"size": 32, "seed": 7}}}}
+    changed = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    gen = changed.of_kind("generator")[0]
+    assert gen.key not in keys
+    none_units = {u.key for u in changed.of_kind("classifier") if u.fields["arm"] == "none"}
+    assert none_units <= keys  # the none arm does not depend on the generator
+    assert content_key({"a": 1, "b": 2}) == content_key({"b": 2, "a": 1})
+
+
+def test_balance_policy_pool_and_equal_steps(tmp_path: Path) -> None:
+    raw = {**BASE, "arms": [{"name": "none"},
+                            {"name": "gen", "generator": "g", "policy": {"mode": "balance"}},
+                            {"name": "over", "oversample": True, "policy": {"mode": "balance"}}],
+           "training": {"equal_steps": True}}
+    plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    (gen,) = plan.of_kind("generator")
+    assert gen.spec["pool"] == {"B": 20}  # B up to A's 30 real images
+    assert {u.spec["equal_steps_images"] for u in plan.of_kind("classifier")} == {60}

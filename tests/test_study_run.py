@@ -1,0 +1,120 @@
+"""Running studies: regime checks, generator reuse, the synthetic-image canary, resume after kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from study_tiny import results_without_timing, tiny_protocol, write_protocol
+
+from cxraug.data.imageset import ImageSet
+from cxraug.errors import CxraugError
+from cxraug.study.protocol import load_protocol
+from cxraug.study.runner import run_study
+from cxraug.study.units import check_no_synthetic
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data-cache")
+
+
+def _proto(tmp_path: Path, cache_dir: Path, **overrides: object):
+    return load_protocol(write_protocol(tmp_path / "p.yaml", tiny_protocol(cache_dir, **overrides)))
+
+
+def test_regime_larger_than_data_rejected_with_numbers(tmp_path: Path, cache_dir: Path) -> None:
+    proto = _proto(tmp_path, cache_dir, regimes=[{"name": "big", "n_per_class": 400}])
+    with pytest.raises(CxraugError) as exc:
+        run_study(proto, tmp_path / "out")
+    msg = str(exc.value)
+    # 250 phantoms per class: 149 in training (val 15 %, test 25 %)
+    assert "regime 'big'" in msg and "COVID: asks 400, the training fold has 149 (val 38, test 63, all 250)" in msg
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+    capped = _proto(tmp_path, cache_dir, regimes=[{"name": "cap", "cap": {"normal": 999}}])
+    with pytest.raises(CxraugError, match="Normal: asks 999, the training fold has"):
+        run_study(capped, tmp_path / "out", dry_run=True)
+
+
+def test_generator_trained_once_and_reused(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxraug.generators.base import Generator
+
+    calls: list[int] = []
+    real_fit = Generator.fit
+
+    def counting_fit(self: Generator, *args: object, **kwargs: object):  # noqa: ANN202
+        calls.append(1)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "fit", counting_fit)
+    two = [{"name": "cnn", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 8, "patience": None}},
+           {"name": "cnn-b", "model": "custom-cnn", "config": {"epochs": 2, "batch_size": 8, "patience": None}}]
+    out = tmp_path / "out"
+    run_study(_proto(tmp_path, cache_dir, classifiers=two), out)
+    assert len(calls) == 2  # one unit: one DCGAN per class (2 classes), not one per classifier or seed
+    rows = results_without_timing(out)
+    gen_units = [r for r in rows if r["kind"] == "generator"]
+    users = [r for r in rows if r["arm"] == "dcgan"]
+    assert len(gen_units) == 1 and len(users) == 4
+    assert {r["generator_unit"] for r in users} == {gen_units[0]["unit"]}
+    # a third classifier later: the generator unit (and the finished classifier units) are reused
+    three = two + [{"name": "cnn-c", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 4,
+                                                                          "patience": None}}]
+    run_study(_proto(tmp_path, cache_dir, classifiers=three), out)
+    assert len(calls) == 2
+    assert len([r for r in results_without_timing(out) if r["kind"] == "classifier"]) == 12
+
+
+def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import cxraug.classifiers as clf
+
+    seen: list[tuple[ImageSet, ImageSet]] = []
+    real_train = clf.train_classifier
+
+    def spy(train: ImageSet, val: ImageSet, cfg: object, **kwargs: object):  # noqa: ANN202
+        seen.append((train, val))
+        return real_train(train, val, cfg, **kwargs)
+
+    monkeypatch.setattr(clf, "train_classifier", spy)
+    out = tmp_path / "out"
+    run_study(_proto(tmp_path, cache_dir, arms=[
+        {"name": "none"}, {"name": "dcgan", "generator": "dcgan", "policy": {"mode": "add", "n_per_class": 12}}],
+        generators={"dcgan": {"model": "copy", "config": {"size": 32}}}), out)
+    marked = [t for t, _ in seen if t.synthetic.any()]
+    assert len(marked) == 2 and all(t.synthetic.sum() == 24 for t in marked)
+    for t in marked:  # marked images are exactly the ones named synthetic:...
+        assert all(p.startswith("synthetic:") == s for p, s in zip(t.paths, t.synthetic))
+    for _, val in seen:
+        assert not val.synthetic.any() and not any(p.startswith("synthetic:") for p in val.paths)
+    for f in cache_dir.glob("*.npz"):  # the preprocessed-data cache holds real files only
+        with np.load(f) as z:
+            assert not any(str(p).startswith("synthetic:") for p in z["paths"])
+    fake_val = ImageSet(np.zeros((2, 8, 8), np.uint8), [0, 1], ["A", "B"], synthetic=[False, True])
+    with pytest.raises(CxraugError, match="1 synthetic image.*validation"):
+        check_no_synthetic("validation", fake_val)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_identical_results(tmp_path: Path, cache_dir: Path) -> None:
+    proto_file = write_protocol(tmp_path / "p.yaml", tiny_protocol(cache_dir))
+    cmd = [sys.executable, "-m", "cxraug.cli", "study", str(proto_file)]
+    env = {**os.environ, "CXRAUG_PROGRESS": "0"}
+    subprocess.run(cmd + ["--out", str(tmp_path / "a")], check=True, env=env, capture_output=True)
+    reference = results_without_timing(tmp_path / "a")
+    rng = random.Random(int(os.environ.get("CXRAUG_KILL_SEED", time.time())))
+    for attempt in range(2):  # kill twice at random moments, then finish
+        proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "b")], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 15.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run(cmd + ["--out", str(tmp_path / "b")], check=True, env=env, capture_output=True)
+    assert results_without_timing(tmp_path / "b") == reference
