@@ -17,3 +17,4 @@ from cxraug.generators import reference  # noqa: E402,F401  (registers oracle, c
 from cxraug.generators import pix2pix  # noqa: E402,F401  (registers "pix2pix")
 
 from cxraug.generators import stylegan2_ada  # noqa: E402,F401  (registers "stylegan2-ada")
+from cxraug.generators import ddpm  # noqa: E402,F401  (registers "ddpm")
