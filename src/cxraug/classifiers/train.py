@@ -5,8 +5,9 @@
 * Device and precision through Fabric: ``device`` ``auto`` | ``cpu`` | ``cuda``; bf16-mixed on GPU, fp32 on CPU
   (``cfg.precision``). Deterministic on CPU for a seed: same seed twice gives identical weights and metrics.
 * Batches stream from the training images (uint8 in memory) in seeded, reshuffled passes; every batch is full
-  (it may straddle two passes). One epoch = ceil(N / batch_size) optimiser steps, or, with ``max_steps``,
-  ``ceil(max_steps / epochs)`` steps, so every arm of a study can get the same number of steps whatever its size.
+  (it may straddle two passes). One epoch = ceil(N / batch_size) optimiser steps; with ``max_steps`` the
+  training phase makes exactly ``max_steps`` steps spread evenly over ``epochs`` (fewer if early stopping ends
+  it), so every arm of a study gets the same number of steps whatever its training-set size.
 * Classical augmentation (``cfg.augment``) runs on the fly per batch on the device, parameters drawn per image.
 * Loss: cross-entropy, optionally weighted by ``n / (K * n_c)`` from the training counts (``class_weights``).
   Validation loss uses the same criterion and drives early stopping: after ``patience`` epochs without a lower
@@ -106,6 +107,8 @@ class ClassifierConfig(BaseModel):
     def _consistent(self) -> "ClassifierConfig":
         if self.unfreeze_last_epochs and not self.is_pretrained:
             raise ValueError("unfreeze_last_epochs needs pretrained='imagenet' or weights")
+        if self.max_steps is not None and self.max_steps < self.epochs:
+            raise ValueError(f"max_steps ({self.max_steps}) must be at least epochs ({self.epochs})")
         return self
 
     @property
@@ -205,6 +208,11 @@ def batch_stream(n: int, global_batch: int, seed: int) -> Iterator[np.ndarray]:
         buffer = buffer[global_batch:]
 
 
+def epoch_steps(max_steps: int, epochs: int, epoch: int) -> int:
+    """Steps of epoch ``epoch`` (0-based) when ``max_steps`` are spread evenly over ``epochs``."""
+    return (epoch + 1) * max_steps // epochs - epoch * max_steps // epochs
+
+
 def make_optimizer(cfg: ClassifierConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
@@ -273,7 +281,7 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     criterion = nn.CrossEntropyLoss(weight=weight)
     world, rank = fabric.world_size, fabric.global_rank
     stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)
-    steps = math.ceil(cfg.max_steps / cfg.epochs) if cfg.max_steps else math.ceil(len(tr.labels) / (cfg.batch_size * world))
+    per_pass = math.ceil(len(tr.labels) / (cfg.batch_size * world))
     phases = [("train", cfg.epochs, cfg.lr)] + ([("fine-tune", cfg.unfreeze_last_epochs, cfg.unfreeze_lr)]
                                                if cfg.unfreeze_last_epochs else [])
     history: list[dict[str, Any]] = []
@@ -290,8 +298,9 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
             model = fabric.setup_module(net)
             optimizer = fabric.setup_optimizers(optimizer)
             bad = 0
-            for _ in range(epochs):
+            for e in range(epochs):
                 start = time.perf_counter()
+                steps = epoch_steps(cfg.max_steps, epochs, e) if cfg.max_steps and phase == "train" else per_pass
                 model.train()
                 loss_sum, correct, seen = 0.0, 0, 0
                 for _ in range(steps):

@@ -1,0 +1,197 @@
+"""Classifier training, checkpoints, prediction and the train-classifier / predict commands (tiny, CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from cxraug.classifiers import ClassifierConfig, TrainedClassifier, evaluate, train_classifier
+from cxraug.classifiers.train import class_weight_tensor
+from cxraug.cli import app
+from cxraug.data.imageset import ImageSet
+from cxraug.errors import CxraugError
+
+CLASSES = ["COVID", "Normal", "Viral_Pneumonia"]
+
+
+def bands(n: int, seed: int, size: int = 16) -> ImageSet:
+    """Noisy images whose class is the row of a bright band: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 80, (n, size, size)).astype(np.uint8)
+    step = size // 3
+    for i, c in enumerate(labels):
+        images[i, c * step:(c + 1) * step] += 120
+    return ImageSet(images, labels, list(CLASSES), paths=[f"s{seed}/{i}.png" for i in range(n)],
+                    meta={"preprocess": {"size": size}})
+
+
+def tiny(**kw) -> ClassifierConfig:
+    base = dict(model="custom-cnn", epochs=2, batch_size=8, lr=1e-3, patience=None, seed=0)
+    return ClassifierConfig(**{**base, **kw})
+
+
+def test_same_seed_twice_gives_identical_metrics() -> None:
+    train, val, test = bands(24, 0), bands(12, 1), bands(12, 2)
+    cfg = tiny(augment="fedoruk")
+    a, b = train_classifier(train, val, cfg, device="cpu"), train_classifier(train, val, cfg, device="cpu")
+    assert evaluate(a, test, device="cpu") == evaluate(b, test, device="cpu")
+    assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+    c = train_classifier(train, val, tiny(augment="fedoruk", seed=1), device="cpu")
+    assert not torch.equal(c.model.fc.weight, a.model.fc.weight)
+
+
+def _val_loss(model: TrainedClassifier, val: ImageSet) -> float:
+    p = model.predict_proba(val.images, device="cpu")
+    return float(-np.log(p[np.arange(len(val)), val.labels]).mean())
+
+
+def test_early_stopping_restores_the_best_epoch() -> None:
+    train = bands(24, 0)
+    val = bands(24, 0)
+    val.labels = (val.labels + 1) % 3  # the better the fit, the worse the validation loss
+    trained = train_classifier(train, val, tiny(epochs=12, patience=2, lr=3e-3), device="cpu")
+    losses = [h["val_loss"] for h in trained.history]
+    best = int(np.argmin(losses)) + 1
+    assert trained.best_epoch == best
+    assert len(trained.history) == best + 2 < 12  # stopped after `patience` epochs without improvement
+    assert _val_loss(trained, val) == pytest.approx(losses[best - 1], rel=1e-4)
+    assert _val_loss(trained, val) < losses[-1] - 1e-3
+
+
+def test_max_steps_is_exact_whatever_the_training_size() -> None:
+    for n in (12, 60):
+        trained = train_classifier(bands(n, 0), bands(6, 1), tiny(epochs=3, max_steps=7), device="cpu")
+        assert [h["steps"] for h in trained.history] == [2, 4, 7]
+    with pytest.raises(ValidationError, match="at least epochs"):
+        tiny(epochs=3, max_steps=2)
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ("step", [1e-2, 1e-2, 5e-3, 5e-3]),
+    ("exponential", [1e-2, 5e-3, 2.5e-3, 1.25e-3]),
+    ("cosine", [1e-2 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]),
+])
+def test_schedules(schedule: str, expected: list[float]) -> None:
+    cfg = tiny(epochs=4, max_steps=4, lr=1e-2, schedule=schedule, step_size=2, gamma=0.5, optimizer="sgd")
+    trained = train_classifier(bands(6, 0), bands(6, 1), cfg, device="cpu")
+    assert [h["lr"] for h in trained.history] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
+def test_optimizers_learn(optimizer: str) -> None:
+    lr = 0.05 if optimizer == "sgd" else 2e-3
+    trained = train_classifier(bands(24, 0), bands(12, 1), tiny(epochs=3, optimizer=optimizer, lr=lr),
+                               device="cpu")
+    assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
+
+
+def test_class_weights_from_training_counts() -> None:
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1])  # class 2 absent
+    w = class_weight_tensor(labels, 3)
+    assert w.tolist() == pytest.approx([8 / (3 * 6), 8 / (3 * 2), 0.0])
+    train = bands(24, 0).subset(np.r_[0:24:3, 1:24:3, 2:8:3])  # 8 / 8 / 3
+    trained = train_classifier(train, bands(6, 1), tiny(epochs=1, class_weights=True), device="cpu")
+    assert len(trained.history) == 1
+
+
+def test_transfer_learning_fine_tunes_only_the_last_block(tmp_path) -> None:
+    tv = torchvision.models.resnet18(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "r18.pth")
+    cfg = ClassifierConfig(model="resnet18", weights=str(tmp_path / "r18.pth"), epochs=1, batch_size=8,
+                           patience=None, unfreeze_last_epochs=1, unfreeze_lr=1e-4)
+    trained = train_classifier(bands(16, 0, size=32), bands(6, 1, size=32), cfg, device="cpu")
+    assert [(h["phase"], h["lr"]) for h in trained.history] == [("train", 1e-3), ("fine-tune", 1e-4)]
+    state = trained.model.backbone.state_dict()
+    ref = tv.state_dict()
+    assert all(torch.equal(state[k], ref[k]) for k in ref if k.startswith(("layer3", "conv1", "bn1")))
+    changed = not all(torch.equal(state[k], ref[k]) for k in ref if k.startswith("layer4"))
+    assert changed == (trained.best_epoch == 2)
+
+
+def test_checkpoint_round_trip_and_predict_command(tmp_path) -> None:
+    train, val, test = bands(12, 0), bands(6, 1), bands(6, 2)
+    trained = train_classifier(train, val, tiny(epochs=1), out_dir=tmp_path / "run", device="cpu")
+    assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,phase,steps,lr,")
+    loaded = TrainedClassifier.load(tmp_path / "run" / "best.pt")
+    assert loaded.classes == CLASSES and loaded.config == trained.config
+    expected = trained.predict_proba(test.images, device="cpu")
+    assert np.allclose(loaded.predict_proba(test.images, device="cpu"), expected, atol=1e-6)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, img in enumerate(test.images):
+        Image.fromarray(img).save(folder / f"{i:02d}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(tmp_path / "run" / "best.pt"), str(folder),
+                                      "--out", str(tmp_path / "pred.csv"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "pred.csv")))
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["00.png", "01.png", "02.png", "03.png", "04.png",
+                                                          "05.png", "broken.png"]
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows[:6]])
+    assert np.allclose(probs, expected, atol=1e-5)
+    assert rows[6]["error"] and not rows[6]["prediction"]
+
+
+def test_non_weights_only_checkpoint_is_refused(tmp_path) -> None:
+    torch.save({"format": "cxraug-classifier/1", "model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")
+    with pytest.raises(CxraugError, match="not a weights-only"):
+        TrainedClassifier.load(tmp_path / "pickled.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CxraugError, match="not a cxraug classifier checkpoint"):
+        TrainedClassifier.load(tmp_path / "other.pt")
+
+
+def test_config_refuses_unknown_fields_and_names() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        ClassifierConfig(modle="resnet18")
+    with pytest.raises(ValidationError, match="known: custom-cnn"):
+        ClassifierConfig(model="resnet19")
+    with pytest.raises(ValidationError, match="augmentation policy"):
+        ClassifierConfig(augment="mixup")
+    with pytest.raises(ValidationError, match="unfreeze_last_epochs needs"):
+        ClassifierConfig(unfreeze_last_epochs=2)
+    with pytest.raises(CxraugError, match="asks for 32 px"):
+        train_classifier(bands(6, 0), bands(6, 1), tiny(size=32), device="cpu")
+
+
+def test_train_classifier_command(tmp_path) -> None:
+    root = tmp_path / "data"
+    images = bands(45, 0, size=32)
+    for i, (img, label) in enumerate(zip(images.images, images.labels)):
+        (root / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / CLASSES[label] / f"{i}.png")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train-classifier", "--data", str(root), "--model", "custom-cnn", "--size", "16",
+                                      "--epochs", "2", "--augment", "flip", "--out", str(out), "--device", "cpu",
+                                      "--val-frac", "0.2", "--test-frac", "0.2"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == CLASSES and metrics["n"] == sum(metrics["test_counts"].values())
+    assert len(metrics["confusion_matrix"]) == 3 and metrics["config"]["augment"] == "flip"
+    assert (out / "confusion.png").stat().st_size > 0 and (out / "best.pt").is_file()
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_training_on_phantoms_beats_chance_clearly() -> None:
+    from cxraug.data.phantom import draw_phantoms
+
+    def phantoms(n: int, seed: int) -> ImageSet:
+        parts = [draw_phantoms(name, n, size=32, seed=seed, severity=1.0)[0] for name in ("COVID", "Normal",
+                                                                                         "Lung_Opacity")]
+        return ImageSet(np.concatenate(parts), np.repeat(np.arange(3), n), ["COVID", "Normal", "Lung_Opacity"])
+
+    cfg = ClassifierConfig(model="custom-cnn", epochs=25, batch_size=32, lr=1e-3, patience=6, seed=0)
+    trained = train_classifier(phantoms(100, 0), phantoms(30, 1), cfg, device="cpu")
+    metrics = evaluate(trained, phantoms(60, 2), device="cpu")
+    assert metrics["accuracy"] > 0.6 and metrics["macro_f1"] > 0.55  # chance: 1/3
