@@ -2,7 +2,8 @@
 
 - Exact duplicates: identical file bytes (SHA-256).
 - Near-duplicates: 64-bit perceptual hashes (``imagehash.phash`` of the preprocessed image) within
-  ``max_distance`` bits; catches resized, re-encoded and slightly shifted copies.
+  ``max_distance`` bits, confirmed by a 32 px thumbnail correlation >= ``NEAR_CORR`` (best over +-1 px
+  translations); catches resized, re-encoded and slightly shifted copies (recall measured in BENCHMARKS.md).
 - Leakage: a patient id, or a duplicate/near-duplicate pair, on two sides of train/val/test.
 - Shortcuts: class x value tables for metadata columns such as ``source_repo`` and ``population``; a
   class that comes almost entirely (>= ``SHORTCUT_SHARE``) from one value that the other classes mostly
@@ -25,11 +26,14 @@ from scipy.sparse.csgraph import connected_components
 
 from cxraug.data.imageset import ImageSet
 from cxraug.data.load import DatasetTable, read_dataset
-from cxraug.data.preprocess import PreprocessConfig
+from cxraug.data.preprocess import PreprocessConfig, resize
 from cxraug.data.splits import assign_splits
 from cxraug.ui import console, track
 
-NEAR_DISTANCE = 6  # bits of 64; see BENCHMARKS.md for the calibration on the dev set
+NEAR_DISTANCE = 12  # pHash candidates: bits of 64 ...
+NEAR_CORR = 0.95  # ... confirmed by this thumbnail correlation (calibration on the dev set: BENCHMARKS.md)
+THUMB = 32  # thumbnail side for the correlation
+SHIFT = 1  # translations (thumbnail px) searched by the correlation
 SHORTCUT_SHARE = 0.9  # a class this concentrated on one value ...
 SHORTCUT_GAP = 0.3  # ... that is this much rarer in the other classes -> warning
 CONFOUND_COLUMNS = ("source_repo", "source", "site", "hospital", "population")
@@ -45,17 +49,48 @@ def perceptual_hashes(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def near_pairs(hashes: np.ndarray, max_distance: int = NEAR_DISTANCE, chunk: int = 512) -> np.ndarray:
+def hash_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 512) -> np.ndarray:
     """(K, 3) int array of (i, j, hamming distance), i < j, for hashes within ``max_distance`` bits."""
-    found = []
+    found = [np.zeros((0, 3), np.int64)]
     for start in range(0, len(hashes), chunk):
-        block = hashes[start:start + chunk]
-        dist = np.bitwise_count(block[:, None] ^ hashes[None, :])
+        dist = np.bitwise_count(hashes[start:start + chunk, None] ^ hashes[None, :])
         i, j = np.nonzero(dist <= max_distance)
-        i = i + start
-        upper = i < j
-        found.append(np.stack([i[upper], j[upper], dist[i[upper] - start, j[upper]]], axis=1))
-    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 3), np.int64)
+        upper = i + start < j
+        found.append(np.stack([i[upper] + start, j[upper], dist[i[upper], j[upper]]], axis=1).astype(np.int64))
+    return np.concatenate(found)
+
+
+def _thumbnails(images: np.ndarray, side: int = THUMB) -> np.ndarray:
+    """float32 (N, side, side) area-resized thumbnails."""
+    return np.stack([resize(img, side, side) for img in images]).astype(np.float32) if len(images) else \
+        np.zeros((0, side, side), np.float32)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    x = x.reshape(len(x), -1)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
+
+
+def shift_correlation(thumbs: np.ndarray, pairs: np.ndarray, shift: int = SHIFT) -> np.ndarray:
+    """Best Pearson correlation of each pair's thumbnails over translations of up to ``shift`` px."""
+    side = thumbs.shape[-1]
+    a = _zscore(thumbs[pairs[:, 0], shift:side - shift, shift:side - shift])
+    best = np.full(len(pairs), -1.0, dtype=np.float32)
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            b = _zscore(thumbs[pairs[:, 1], shift + dy:side - shift + dy, shift + dx:side - shift + dx])
+            best = np.maximum(best, (a * b).sum(axis=1))
+    return best
+
+
+def near_pairs(images: np.ndarray, max_distance: int = NEAR_DISTANCE, min_corr: float = NEAR_CORR) -> np.ndarray:
+    """Near-duplicate pairs (K, 3) = (i, j, pHash distance): pHash within ``max_distance`` bits and
+    thumbnail correlation (best over small shifts) >= ``min_corr``."""
+    candidates = hash_pairs(perceptual_hashes(images), max_distance)
+    if not len(candidates):
+        return candidates
+    return candidates[shift_correlation(_thumbnails(images), candidates) >= min_corr]
 
 
 def file_digests(paths: list[str]) -> list[str]:
@@ -97,18 +132,18 @@ def merge_groups(groups: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 def near_duplicate_groups(imageset: ImageSet, max_distance: int = NEAR_DISTANCE) -> np.ndarray:
     """Patient groups of ``imageset`` with the groups of near-duplicate images joined."""
-    return merge_groups(imageset.patient_ids, near_pairs(perceptual_hashes(imageset.images), max_distance))
+    return merge_groups(imageset.patient_ids, near_pairs(imageset.images, max_distance))
 
 
 def leakage(split_names: np.ndarray, patient_ids: np.ndarray, pairs: np.ndarray, paths: list[str]
             ) -> tuple[dict[str, Any], list[str]]:
     """Patients and duplicate pairs that cross split boundaries -> (report, warnings)."""
     split_names = np.asarray(split_names).astype(str)
-    patients = []
-    for pid in np.unique(np.asarray(patient_ids).astype(str)):
-        found = sorted(set(split_names[np.asarray(patient_ids).astype(str) == pid]))
-        if len(found) > 1:
-            patients.append({"patient_id": pid, "splits": found})
+    by_patient: dict[str, set[str]] = {}
+    for pid, split in zip(np.asarray(patient_ids).astype(str).tolist(), split_names.tolist()):
+        by_patient.setdefault(pid, set()).add(split)
+    patients = [{"patient_id": pid, "splits": sorted(found)} for pid, found in sorted(by_patient.items())
+                if len(found) > 1]
     crossing = [(int(i), int(j)) for i, j in pairs[:, :2] if split_names[i] != split_names[j]]
     report = {
         "n_patients_crossing": len(patients),
@@ -168,9 +203,9 @@ def inspect_dataset(root: str | Path, layout: str = "auto", size: int = 64, val_
     patient_ids = np.array([pid or path for pid, path in zip(table.patient_ids, table.paths)], dtype=object)
     digests = file_digests(table.paths)
     exact = exact_pairs(digests)
-    near = near_pairs(perceptual_hashes(table.images), max_distance) if n else np.zeros((0, 3), np.int64)
+    near = near_pairs(table.images, max_distance)
     near_only = [(int(i), int(j), int(d)) for i, j, d in near if not digests[i] or digests[i] != digests[j]]
-    pairs = np.concatenate([exact, near[:, :2]]) if n else np.zeros((0, 2), np.int64)
+    pairs = np.concatenate([exact, np.array([p[:2] for p in near_only], dtype=np.int64).reshape(-1, 2)])
     warnings = [f"EMPTY CLASS: {c} has no usable images" for c, k in classes.items() if k == 0]
     if all(table.splits) and n:
         split_names, split_source = np.array(table.splits, dtype=object), "manifest"
@@ -236,7 +271,7 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(f"  skipped {s['path']}: {s['reason']}")
     dup = report["duplicates"]
     console.print(f"duplicates: {dup['exact_pairs']} exact pair(s), {dup['near_pairs']} near pair(s) "
-                  f"(pHash distance <= {dup['max_distance']})")
+                  f"(pHash distance <= {dup['max_distance']}, thumbnail correlation >= {NEAR_CORR})")
     by_class: dict[str, dict[str, int]] = {}
     for split, counts in report["split"]["counts"].items():
         for label, n in counts.items():
