@@ -37,7 +37,7 @@ def inspect(
     val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction of the audited split."),
     test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction of the audited split."),
     seed: int = typer.Option(0, "--seed", help="Seed of the audited patient split."),
-    max_distance: int = typer.Option(6, "--max-distance", help="Near-duplicate pHash distance (bits of 64)."),
+    max_distance: int = typer.Option(12, "--max-distance", help="Near-duplicate pHash distance (bits of 64)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
 ) -> None:
     """Classes, usable images, sizes, modes, skipped files, duplicates, split leakage, source/population
