@@ -8,8 +8,10 @@ Public API::
     extractor.describe() -> {"extractor", "dims", "input", "resize", "weights"/"hash", ...}
 
 * ``domain`` (the default everywhere): the 512-d penultimate layer of a ResNet-18 trained on the real training
-  split (:mod:`cxraug.metrics.encoder`); pass ``train`` (trained or reused by hash from ``cache_dir``) or
+  split (:mod:`cxraug.metrics.encoder`); pass ``train`` (trained, or reused by hash from ``cache_dir``) or
   ``weights`` (a saved ``domain-<hash>.pt``). Works offline.
+
+Every extractor resizes with :func:`resize_uint8`'s rule (bilinear, antialiased), stated in ``describe()``.
 * ``inception``: the FID Inception-v3 of torch-fidelity/torchmetrics, 2048-d pool or 768-d pre-aux features
   (``dims``), input replicated to 3 channels at 0..255 and resized to 299 px inside torchmetrics (bilinear,
   antialiased). Weights: ``weights`` path, else ``$CXRAUG_INCEPTION_WEIGHTS``, else the torch hub cache;
@@ -91,6 +93,15 @@ def _bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N,S,S) -> uint8 (N,size,size) by antialiased bilinear interpolation (identity when S == size)."""
+    images = np.asarray(images, dtype=np.uint8)
+    if images.shape[-1] == size:
+        return images
+    x = _bilinear(torch.as_tensor(images).unsqueeze(1), size)
+    return x.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
+
+
 class DomainExtractor(FeatureExtractor):
     name = "domain"
 
@@ -98,7 +109,7 @@ class DomainExtractor(FeatureExtractor):
         return _bilinear(x, self.input_size) / 127.5 - 1.0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model.features(x)
 
     def resize_rule(self) -> str:
         return f"bilinear (antialiased) to {self.input_size} px, scaled to [-1, 1]"
@@ -144,15 +155,15 @@ def _build_domain(*, dims: int | None = None, weights: str | None = None, train:
     if dims not in (None, 512):
         raise CxraugError(f"the domain encoder has 512 feature dimensions, not {dims}")
     if weights is not None:
-        model, record = enc.load_encoder_file(weights)
+        trained, record = enc.load_encoder_file(weights)
     elif train is not None:
-        model, record = enc.load_or_train_encoder(train, encoder, cache_dir)
+        trained, record = enc.load_or_train_encoder(train, encoder, cache_dir)
     else:
         raise CxraugError("the domain feature extractor needs the real training split it is trained on "
                           "(train=ImageSet) or a saved encoder file (weights=domain-<hash>.pt)")
     info = {"hash": record["hash"], "weights": record.get("path"), "encoder_classes": record["classes"],
             "encoder_trained_now": bool(record.get("trained", False))}
-    return DomainExtractor(model, 512, int(record["config"]["size"]), device, info)
+    return DomainExtractor(trained.model, trained.model.num_features, int(record["config"]["size"]), device, info)
 
 
 def inception_weights_file(weights: str | None) -> Path:

@@ -32,13 +32,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cxraug import io
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
-from cxraug.metrics.features import FeatureExtractor
-from cxraug.metrics.scorer import resize_uint8
+from cxraug.metrics.features import FeatureExtractor, resize_uint8
 
 PIXEL_SIZE = 32
 

@@ -21,24 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
-from cxraug.metrics.features import DEFAULT_EXTRACTOR, FeatureExtractor, get_extractor
+from cxraug.metrics.features import DEFAULT_EXTRACTOR, FeatureExtractor, get_extractor, resize_uint8
 from cxraug.metrics.fid import fid
 from cxraug.metrics.kid import kid
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N,S,S) -> uint8 (N,size,size) by antialiased bilinear interpolation (identity when S == size)."""
-    images = np.asarray(images, dtype=np.uint8)
-    if images.shape[-1] == size:
-        return images
-    x = F.interpolate(torch.as_tensor(images).unsqueeze(1).float(), size=(size, size), mode="bilinear",
-                      antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
 
 
 class Scorer:
