@@ -37,7 +37,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 import torch
 from lightning_fabric import Fabric
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
@@ -82,25 +82,12 @@ class ClassifierConfig(BaseModel):
     unfreeze_lr: float = Field(1e-5, gt=0)
     precision: Literal["auto", "32", "bf16"] = "auto"
 
-    @field_validator("model")
+    @field_validator("model", "head", "augment")
     @classmethod
-    def _known_model(cls, v: str) -> str:
-        if v not in CLASSIFIERS:
-            raise ValueError(f"unknown classifier {v!r}; known: {', '.join(CLASSIFIERS.names())}")
-        return v
-
-    @field_validator("head")
-    @classmethod
-    def _known_head(cls, v: str | None) -> str | None:
-        if v is not None and v not in HEADS:
-            raise ValueError(f"unknown head preset {v!r}; known: {', '.join(HEADS.names())}")
-        return v
-
-    @field_validator("augment")
-    @classmethod
-    def _known_policy(cls, v: str | None) -> str | None:
-        if v is not None and v not in POLICIES:
-            raise ValueError(f"unknown augmentation policy {v!r}; known: {', '.join(POLICIES.names())}")
+    def _registered(cls, v: str | None, info: ValidationInfo) -> str | None:
+        registry = {"model": CLASSIFIERS, "head": HEADS, "augment": POLICIES}[info.field_name]
+        if v is not None and v not in registry:
+            raise ValueError(f"unknown {registry.kind} {v!r}; known: {', '.join(registry.names())}")
         return v
 
     @model_validator(mode="after")
