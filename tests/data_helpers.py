@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -66,5 +66,10 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2"
     return path
 
 
-def read_back(path: Path) -> pydicom.Dataset:
-    return pydicom.dcmread(path)
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    """A CSV with the first row's keys as header."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -8,21 +8,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from data_helpers import blob_image, class_folders, save_png
+from data_helpers import blob_image, class_folders, save_png, write_csv
 from PIL import Image
 from typer.testing import CliRunner
 
 from cxraug.cli import app
 from cxraug.data import PreprocessConfig, inspect_dataset, load_imageset, near_duplicate_groups, split_patients
 from cxraug.data.audit import confounds
-
-
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def _with_copies(root: Path) -> dict[str, str]:
@@ -74,7 +66,7 @@ def _manifest(root: Path, plant_duplicate: bool, plant_patient: bool) -> Path:
         rows.append({"path": "copy.png", "label": "B", "patient_id": "p99", "split": "test"})
     if plant_patient:
         rows[3]["patient_id"] = "p1"  # p1 in val (row 1) and train (row 3)
-    return _write_csv(root / "manifest.csv", rows)
+    return write_csv(root / "manifest.csv", rows)
 
 
 def test_planted_cross_split_duplicate_and_patient_warn(tmp_path: Path) -> None:
@@ -105,7 +97,7 @@ def test_inspect_reads_metadata_columns_and_warns(tmp_path: Path) -> None:
     root = class_folders(tmp_path / "d", {"COVID": 6, "Viral": 6})
     rows = [{"id": f"{c}_{k}", "patient_id": "", "population": "adult" if c == "COVID" else "pediatric",
              "source_repo": f"r{k % 2}"} for c in ("COVID", "Viral") for k in range(6)]
-    _write_csv(root / "metadata.csv", rows)
+    write_csv(root / "metadata.csv", rows)
     report = inspect_dataset(root)
     assert report["confounds"]["population"]["table"]["Viral"] == {"pediatric": 6}
     assert len(report["confounds"]["population"]["warnings"]) == 2

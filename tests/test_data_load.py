@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import blob_image, class_folders, save_png, write_dicom
+from data_helpers import blob_image, class_folders, save_png, write_csv, write_dicom
 
 from cxraug.data import PreprocessConfig, image_meta_column, load_imageset, write_skipped
 from cxraug.data.layouts import detect_layout, discover
@@ -57,14 +57,6 @@ def test_flat_kaggle_and_class_folders_with_every_extension(tmp_path: Path) -> N
     assert list(images.patient_ids) == images.paths  # no ids: each image is its own patient
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def test_manifest_with_relative_paths_patients_masks_and_split(tmp_path: Path) -> None:
     root = tmp_path / "m"
     rows = []
@@ -75,7 +67,7 @@ def test_manifest_with_relative_paths_patients_masks_and_split(tmp_path: Path) -
         save_png(root / "masks" / f"{k}.png", mask)
         rows.append({"path": f"img/{k}.png", "label": "covid" if k < 3 else "normal", "patient_id": f"p{k // 2}",
                      "mask_path": f"masks/{k}.png", "split": ["train", "val", "test"][k // 2], "site": f"s{k % 2}"})
-    manifest = _write_csv(root / "manifest.csv", rows)
+    manifest = write_csv(root / "manifest.csv", rows)
     assert detect_layout(root) == "manifest" and detect_layout(manifest) == "manifest"
     images, _ = load_imageset(manifest, preprocess=PreprocessConfig(size=16, mask_crop=True))
     assert images.counts() == {"covid": 3, "normal": 3}
@@ -86,7 +78,7 @@ def test_manifest_with_relative_paths_patients_masks_and_split(tmp_path: Path) -
 
 def test_manifest_unknown_split_is_an_error(tmp_path: Path) -> None:
     save_png(tmp_path / "a.png", blob_image(1, 16))
-    _write_csv(tmp_path / "list.csv", [{"path": "a.png", "label": "x", "split": "holdout"}])
+    write_csv(tmp_path / "list.csv", [{"path": "a.png", "label": "x", "split": "holdout"}])
     with pytest.raises(CxraugError, match="line 2.*holdout"):
         load_imageset(tmp_path, preprocess=SMALL)
 
@@ -96,7 +88,7 @@ def test_metadata_csv_join_by_file_stem(tmp_path: Path) -> None:
     rows = [{"id": "COVID_0", "class": "COVID", "patient_id": "P1", "population": "adult", "source_repo": "r1"},
             {"id": "COVID_1", "class": "COVID", "patient_id": "P1", "population": "adult", "source_repo": "r1"},
             {"id": "Normal_0", "class": "Normal", "patient_id": "", "population": "pediatric", "source_repo": "r2"}]
-    _write_csv(root / "metadata.csv", rows)
+    write_csv(root / "metadata.csv", rows)
     images, _ = load_imageset(root, preprocess=SMALL)
     assert len(np.unique(images.patient_ids.astype(str))) == 4  # P1 twice + 3 own groups
     pop = dict(zip(images.paths, image_meta_column(images, "population")))

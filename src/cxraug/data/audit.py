@@ -72,15 +72,18 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
 
 
-def shift_correlation(thumbs: np.ndarray, pairs: np.ndarray, shift: int = SHIFT) -> np.ndarray:
+def shift_correlation(thumbs: np.ndarray, pairs: np.ndarray, shift: int = SHIFT, chunk: int = 4096) -> np.ndarray:
     """Best Pearson correlation of each pair's thumbnails over translations of up to ``shift`` px."""
     side = thumbs.shape[-1]
-    a = _zscore(thumbs[pairs[:, 0], shift:side - shift, shift:side - shift])
+    inner = slice(shift, side - shift)
     best = np.full(len(pairs), -1.0, dtype=np.float32)
-    for dy in range(-shift, shift + 1):
-        for dx in range(-shift, shift + 1):
-            b = _zscore(thumbs[pairs[:, 1], shift + dy:side - shift + dy, shift + dx:side - shift + dx])
-            best = np.maximum(best, (a * b).sum(axis=1))
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start:start + chunk]
+        a = _zscore(thumbs[part[:, 0], inner, inner])
+        for dy in range(-shift, shift + 1):
+            for dx in range(-shift, shift + 1):
+                b = _zscore(thumbs[part[:, 1], shift + dy:side - shift + dy, shift + dx:side - shift + dx])
+                best[start:start + chunk] = np.maximum(best[start:start + chunk], (a * b).sum(axis=1))
     return best
 
 
