@@ -118,3 +118,26 @@ def test_kill_and_resume_gives_identical_results(tmp_path: Path, cache_dir: Path
         proc.wait()
     subprocess.run(cmd + ["--out", str(tmp_path / "b")], check=True, env=env, capture_output=True)
     assert results_without_timing(tmp_path / "b") == reference
+
+
+def test_external_test_set_mapped_by_name_and_dry_run(tmp_path: Path, cache_dir: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from cxraug.data.phantom import write_phantom_dataset
+
+    ext = write_phantom_dataset(tmp_path / "ext", {"COVID": 6, "Normal": 5, "Lung_Opacity": 4}, size=64, seed=9)
+    (ext / "COVID").rename(ext / "covid")  # names match ignoring case; Lung_Opacity is not a study class
+    proto = _proto(tmp_path, cache_dir, arms=[{"name": "none"}], generators={},
+                   classifiers=[{"name": "cnn", "model": "custom-cnn",
+                                 "config": {"epochs": 1, "batch_size": 8, "patience": None}}],
+                   repeats={"classifier_seeds": 1})
+    run_study(proto, tmp_path / "dry", test_root=str(ext), dry_run=True)
+    assert "1 units: 0 generator, 1 classifier" in capsys.readouterr().err
+    assert not (tmp_path / "dry").exists()
+    run_study(proto, tmp_path / "out", test_root=str(ext))
+    meta = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert meta["test"] == {"COVID": 6, "Normal": 5} and meta["test_data"] == str(ext)
+    (row,) = results_without_timing(tmp_path / "out")
+    result = json.loads((tmp_path / "out" / "units" / row["unit"] / "result.json").read_text())
+    assert len(result["y_true"]) == 11

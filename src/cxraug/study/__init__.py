@@ -1,1 +1,60 @@
-"""cxraug.study"""
+"""cxraug.study: declarative studies - no augmentation vs classical vs generative - repeated and summarised.
+
+``cxraug study PROTOCOL [--data ROOT] [--test-data ROOT] [--out DIR] [--dry-run] [--executor local|ray]
+[--address auto|HOST:PORT]``
+
+* :mod:`~cxraug.study.protocol` - the YAML protocol (Pydantic; errors name the field path).
+* :mod:`~cxraug.study.data` - data at every needed size, patient-level split, regimes (too large -> rejected).
+* :mod:`~cxraug.study.plan` - units keyed by content hash (cxraug version, data fingerprint, settings, seeds);
+  a generator unit is shared by every classifier, seed and arm that uses it on the same training subset.
+* :mod:`~cxraug.study.units` - the generator and classifier units (run in any process; return their results).
+* :mod:`~cxraug.study.executors` - local (sequential, in-process) and Ray.
+* :mod:`~cxraug.study.stats` - t-intervals over repeats, paired tests with Holm, test-image bootstrap.
+* :mod:`~cxraug.study.runner` - the driver: runs what is unfinished, writes every output.
+
+Honesty rules enforced: patient-level splits; generators see only the training subset; synthetic images are
+marked and only ever appended to a training set (a canary stops the study if one reaches validation or test;
+they never pass through the data cache); the same test set for every arm; one loss weighting
+(``training.loss_weighting``) and optionally one optimiser-step budget (``training.equal_steps``) for every arm;
+best checkpoints and epochs are chosen on validation images, never on test.
+
+Repeats: ``repeats.classifier_seeds``, ``repeats.subset_draws`` (nested regimes) and ``repeats.generator_seeds``
+are separate counts; every interval states the sources it covers (``covers`` column).
+
+Output directory (``OUT``; every file written atomically):
+
+* ``results.csv`` - one row per unit. Classifier rows: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``
+  (none / oversample / classical / generative), ``regime``, ``classifier``, ``draw``, ``gen_seed`` (empty
+  without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``, test metrics
+  ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
+  one-vs-rest), ``wall_s``. Generator rows: ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``,
+  ``draw``, ``gen_seed``, ``steps`` (per trained model), class-averaged ``kid``, ``floor_kid``, ``fid``,
+  ``floor_fid``, ``coverage``, ``floor_coverage``, ``precision``, ``recall``, ``density``,
+  ``memorised_fraction``, ``wall_s``. The floor is the real-vs-real value: training-subset images against the
+  same validation images the synthetic ones are compared with.
+* ``summary.csv`` - per (``regime``, ``classifier``, ``arm``, ``metric``): ``n``, ``mean``, ``sd``, ``ci_low``,
+  ``ci_high`` (t-interval over repeats), ``confidence``, ``covers``; ``boot_low``, ``boot_high``, ``boot_sd``,
+  ``boot_covers`` (percentile interval over test-image resamples, models fixed); generative arms also
+  ``gen_kid``, ``gen_floor_kid``, ``gen_coverage``, ``gen_floor_coverage``, ``gen_memorised_fraction``.
+* ``comparisons.csv`` - paired differences arm - baseline for baselines ``none``, ``oversample`` and
+  ``classical`` (the first arm of each role): ``regime``, ``classifier``, ``arm``, ``baseline``,
+  ``baseline_role``, ``metric``, ``n`` pairs (same draw and classifier seed; generator seeds averaged within a
+  pair), ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm`` (Holm over every comparison of that
+  metric), ``covers``, ``boot_*`` (paired test-image bootstrap of the difference).
+* ``subgroups.csv`` - when the test images carry ``metrics.subgroups`` columns (``population``,
+  ``source_repo``): per arm x ``subgroup`` (``column=value``) mean/sd/t-interval of each metric, ``n_test``.
+* ``generators.csv`` - per generator unit and ``class``: the image metrics and their floors, ``memorised``.
+* ``generator_checkpoints.csv`` - image metrics of scheduled checkpoints (``keep_steps``): ``step``, ``class``,
+  ``kid``, ``fid``, ``coverage``, ``floor_kid``, ``floor_fid``.
+* ``tables.md`` - the published tables in their own layout (``tables:`` of the protocol), mean ± sd.
+* ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
+  split and regime counts, ``warnings`` (data audit), versions, device, executor, command, ``wall_s``.
+* ``protocol.yaml``, ``plan.json`` (units, keys, dependencies), ``skipped.csv``, ``real_samples.npz``,
+  ``report.html`` (:func:`cxraug.report.build_report`).
+* ``units/<key>/result.json`` - each finished unit (classifier: ``metrics``, ``confusion_matrix``, ``y_true``,
+  ``y_pred``); ``units/<key>/pool.npz`` - a generator unit's synthetic images; the generator's own work folders
+  (``<class>/`` or ``model/``: checkpoints, ``losses.csv``, sample grids) and ``memorisation_<class>.png``.
+
+Resume: re-running the same command skips units whose ``result.json`` exists and resumes unfinished generators
+from ``checkpoints/last.pt``; a study killed at any moment ends identical to an uninterrupted one.
+"""

@@ -48,6 +48,22 @@ class StudyData:
                             if sz == any_size}}
 
 
+def audit_warnings(splits: Splits, columns: list[str]) -> list[str]:
+    """Data-audit lines for the study outputs: duplicates crossing train/val/test, metadata shortcuts."""
+    from cxraug.data.audit import confounds, leakage, near_pairs
+    from cxraug.data.load import image_meta_column
+
+    every = splits.train.concat(splits.val).concat(splits.test)
+    names = np.array(["train"] * len(splits.train) + ["val"] * len(splits.val) + ["test"] * len(splits.test))
+    _, warnings = leakage(names, every.patient_ids, near_pairs(every.images), every.paths)
+    labels = [every.classes[i] for i in every.labels]
+    for column in columns:
+        values = image_meta_column(every, column)
+        if any(values):
+            warnings += confounds(labels, [str(v) for v in values], column)[1]
+    return warnings
+
+
 def _fingerprint(*sets: ImageSet) -> str:
     h = hashlib.sha256()
     for s in sets:

@@ -275,19 +275,39 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
         _csv(out / "subgroups.csv", sub)
     tables = render_tables(proto, summary)
     io.write_text(out / "tables.md", tables)
+    from cxraug.data.load import write_skipped
+    from cxraug.device import resolve_device
+    from cxraug.report import save_real_samples
+    from cxraug.study.data import audit_warnings
+
+    data_size, _, _ = sizes_needed(proto)
+    write_skipped(out / "skipped.csv", data.skipped)
+    save_real_samples(out, data.splits[data_size].train)
     meta = {"name": proto.name, "scale": proto.scale, "cxraug": __version__, "python": platform.python_version(),
-            "platform": platform.platform(), "command": " ".join(sys.argv), "executor": executor,
-            "wall_s": wall_s, "units": len(plan.units), **data.describe()}
+            "platform": platform.platform(), "versions": _versions(), "device": str(resolve_device(
+                proto.execution.device)), "command": " ".join(sys.argv), "executor": executor, "wall_s": wall_s,
+            "units": len(plan.units), "warnings": audit_warnings(data.splits[data_size], proto.metrics.subgroups),
+            **data.describe()}
     io.write_json(out / "study.json", meta)
-    print_summary(proto, summary, comparisons, out)
+    print_summary(proto, summary, comparisons)
     console.print(tables)
-    try:
-        from cxraug.report import build_report
-    except ImportError:
-        console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv, {out}/tables.md")
-        return
+    from cxraug.report import build_report
+
     report = build_report(out)
-    console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv; report: {report}")
+    console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv, {out}/tables.md; "
+                  f"report: {report}")
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "lightning-fabric", "pydantic", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def _add_bootstrap(plan: Plan, store: UnitStore, data: StudyData, proto: Protocol, summary: list[dict],
@@ -360,7 +380,7 @@ def render_tables(proto: Protocol, summary: list[dict]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def print_summary(proto: Protocol, summary: list[dict], comparisons: list[dict], out: Path) -> None:
+def print_summary(proto: Protocol, summary: list[dict], comparisons: list[dict]) -> None:
     """Per regime and classifier: each arm's accuracy / macro-F1 / MCC with CIs, the paired difference in
     macro-F1 against ``none`` and the generator's KID and coverage beside the real-vs-real floor."""
     from rich.table import Table
