@@ -13,7 +13,7 @@ import pytest
 
 from cxraug.report import build_report
 from cxraug.report.study_dir import num, read_csv
-from report_helpers import make_study_dir
+from report_helpers import ARMS, REGIMES, make_study_dir
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -59,19 +59,17 @@ return Array.from(document.querySelectorAll('table.summary td[data-metric]')).ma
 """
 
 
-def test_report_renders_in_headless_chromium(chromium, tmp_path: Path) -> None:  # noqa: ANN001
-    out = make_study_dir(tmp_path / "study")
-    report = build_report(out)
-    chromium.get(report.resolve().as_uri())
-    assert chromium.title == "cxraug report: report-fixture"
+def _check_report(driver, out: Path, title: str, pairs: set[tuple[str, str]], shot: Path) -> None:  # noqa: ANN001
+    """Render OUT/report.html and check console, rows, values and images; save a screenshot."""
+    driver.get((out / "report.html").resolve().as_uri())
+    assert driver.title == f"cxraug report: {title}"
 
-    errors = [e for e in chromium.get_log("browser") if e["level"] == "SEVERE"]
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
 
     summary = read_csv(out / "summary.csv")
-    cells = {tuple(c[:4]): (c[4], c[5]) for c in chromium.execute_script(_CELLS_JS)}
-    pairs = {(r["regime"], r["arm"]) for r in read_csv(out / "results.csv") if r["kind"] == "classifier"}
-    assert pairs == {(r, a) for r in ("n20", "full") for a in ("none", "classical", "dcgan")}
+    cells = {tuple(c[:4]): (c[4], c[5]) for c in driver.execute_script(_CELLS_JS)}
+    assert {(regime, arm) for regime, _, arm, _ in cells} == pairs
     for row in summary:
         mean, ci = cells[(row["regime"], row["classifier"], row["arm"], row["metric"])]
         assert mean == f"{num(row, 'mean'):.3f}"
@@ -79,12 +77,33 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path: Path) -> None: 
         assert ci == ("" if math.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]")
     assert len(cells) == len(summary)
 
-    images = chromium.execute_script(
-        "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
-    assert len(images) >= 10
+    images = driver.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth]);")
+    assert len(images) >= 5
     assert all(complete and width > 0 for _, complete, width in images), images
 
-    assert chromium.find_element("id", "phantom-banner").is_displayed()
-    shot = tmp_path / "report.png"
-    assert chromium.save_screenshot(str(shot))
+    assert driver.find_element("id", "phantom-banner").is_displayed()
+    assert driver.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_report_renders_in_headless_chromium(chromium, tmp_path: Path) -> None:  # noqa: ANN001
+    out = make_study_dir(tmp_path / "study")
+    build_report(out)
+    pairs = {(r, a) for r in REGIMES for a in ARMS}
+    _check_report(chromium, out, "report-fixture", pairs, tmp_path / "report.png")
+
+
+@pytest.mark.slow
+def test_tiny_real_study_report_renders(chromium, tmp_path: Path) -> None:  # noqa: ANN001
+    from cxraug.study.protocol import Protocol
+    from cxraug.study.runner import run_study
+    from study_tiny import tiny_protocol
+
+    raw = tiny_protocol(tmp_path / "cache")
+    raw["metrics"] = {"image_metrics": True, "features": "domain", "encoder": {"epochs": 1, "size": 32},
+                      "samples": 16, "bootstrap": 50}
+    raw["generators"]["dcgan"]["config"]["keep_steps"] = [12, 24]
+    proto = Protocol(**raw)
+    out = run_study(proto, tmp_path / "study")  # the study writes report.html at its end
+    pairs = {(r.name, a.name) for r in proto.regimes for a in proto.arms}
+    _check_report(chromium, out, "tiny", pairs, tmp_path / "tiny.png")

@@ -35,7 +35,7 @@ def _ci(row: dict[str, Any], lo: str = "ci_low", hi: str = "ci_high") -> str:
 def summary_tables(sd: StudyDir) -> list[dict[str, Any]]:
     """Per regime and classifier: one row per arm, one cell per metric (mean, t-interval, bootstrap)."""
     idx = {(r["regime"], r["classifier"], r["arm"], r["metric"]): r for r in sd.summary}
-    roles = {str(a.get("name")): a.get("role", "") for a in sd.protocol.get("arms") or [] if isinstance(a, dict)}
+    roles = {r["arm"]: r.get("role", "") for r in sd.units("classifier")}
     tables = []
     for regime in sd.regimes:
         for clf in sd.classifiers:

@@ -100,8 +100,9 @@ def curves_figure(rows: list[dict[str, Any]], title: str) -> str:
     columns = [k for k in rows[0] if k != "step"] if rows else []
     evals = [k for k in columns if k.startswith("eval_")]
     losses = [k for k in columns if k not in evals]
-    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(9.0 if evals else 5.0, 3.0), squeeze=False)
-    for ax, keys, label in ((axes[0, 0], losses, "loss"), (axes[0, -1], evals, "score")):
+    panels = [(losses, "loss")] + ([(evals, "checkpoint score")] if evals else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.0), squeeze=False)
+    for ax, (keys, label) in zip(axes[0], panels):
         for key in keys:
             pts = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
             if pts:
