@@ -12,6 +12,7 @@ other generator.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from pydantic import Field
 
 from cxraug.data.imageset import to_unit
+from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
 
@@ -43,6 +45,19 @@ class _Reference(Generator):
     def train_step(self, batch: Batch) -> dict[str, float]:
         return {}
 
+    @abstractmethod
+    def _class_images(self, label: int, n: int, rng: torch.Generator) -> np.ndarray:
+        """``n`` uint8 images (n, S, S) of class index ``label``."""
+
+    def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
+                  rng: torch.Generator) -> torch.Tensor:
+        assert labels is not None
+        out = torch.empty(n, 1, self.config.size, self.config.size)
+        for k in labels.unique().tolist():
+            where = (labels == k).nonzero().flatten().cpu()
+            out[where] = to_unit(self._class_images(k, len(where), rng))
+        return out
+
 
 @GENERATORS.register("oracle")
 class OracleGenerator(_Reference):
@@ -50,17 +65,10 @@ class OracleGenerator(_Reference):
 
     name = "oracle"
 
-    def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
-                  rng: torch.Generator) -> torch.Tensor:
+    def _class_images(self, label: int, n: int, rng: torch.Generator) -> np.ndarray:
         from cxraug.data.phantom import draw_phantoms
 
-        assert labels is not None
-        out = torch.empty(n, 1, self.config.size, self.config.size)
-        for k in labels.unique().tolist():
-            where = (labels == k).nonzero().flatten().cpu()
-            images, _ = draw_phantoms(self.classes[k], len(where), self.config.size, seed=_seed_from(rng))
-            out[where] = to_unit(images)
-        return out
+        return draw_phantoms(self.classes[label], n, self.config.size, seed=_seed_from(rng))[0]
 
 
 @GENERATORS.register("copy")
@@ -84,18 +92,11 @@ class CopyGenerator(_Reference):
         self.memory_labels = np.concatenate([self.memory_labels, batch.y.cpu().numpy()])
         return {}
 
-    def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
-                  rng: torch.Generator) -> torch.Tensor:
-        assert labels is not None
-        out = torch.empty(n, 1, self.config.size, self.config.size)
-        for k in labels.unique().tolist():
-            where = (labels == k).nonzero().flatten().cpu()
-            pool = np.flatnonzero(self.memory_labels == k)
-            if len(pool) == 0:
-                raise ValueError(f"copy generator saw no training image of class {self.classes[k]!r}")
-            pick = pool[torch.randint(0, len(pool), (len(where),), generator=rng).numpy()]
-            out[where] = to_unit(self.memory[pick])
-        return out
+    def _class_images(self, label: int, n: int, rng: torch.Generator) -> np.ndarray:
+        pool = np.flatnonzero(self.memory_labels == label)
+        if len(pool) == 0:
+            raise CxraugError(f"copy generator saw no training image of class {self.classes[label]!r}")
+        return self.memory[pool[torch.randint(0, len(pool), (n,), generator=rng).numpy()]]
 
     def extra_state(self) -> dict[str, Any]:
         return {"memory": torch.from_numpy(self.memory.copy()), "labels": torch.from_numpy(self.memory_labels)}
@@ -108,10 +109,10 @@ class CopyGenerator(_Reference):
 
 @GENERATORS.register("noise")
 class NoiseGenerator(_Reference):
-    """Uniform noise in [-1, 1], whatever the class."""
+    """Uniform noise over 0..255, whatever the class."""
 
     name = "noise"
 
-    def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
-                  rng: torch.Generator) -> torch.Tensor:
-        return torch.rand(n, 1, self.config.size, self.config.size, generator=rng) * 2 - 1
+    def _class_images(self, label: int, n: int, rng: torch.Generator) -> np.ndarray:
+        size = self.config.size
+        return torch.randint(0, 256, (n, size, size), generator=rng, dtype=torch.uint8).numpy()
