@@ -14,6 +14,7 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from cxraug.cli import app
+from cxraug.data import PreprocessConfig, load_imageset
 from cxraug.data.phantom import (
     PHANTOM_CLASSES,
     draw_paired,
@@ -99,8 +100,9 @@ def test_kaggle_layout_written_atomically_with_imbalanced_counts(tmp_path: Path)
     for k in range(5):
         assert np.array_equal(cv2.imread(str(out / "Normal" / "images" / f"Normal-{k + 1}.png"), 0), images[k])
         assert np.array_equal(cv2.imread(str(out / "Normal" / "masks" / f"Normal-{k + 1}.png"), 0), masks[k])
-    assert len(list((out / "COVID" / "images").glob("*.png"))) == 3
     assert len(list((out / "COVID" / "masks").glob("*.png"))) == 3
+    loaded, skipped = load_imageset(out, preprocess=PreprocessConfig(size=40))
+    assert loaded.counts() == {"COVID": 3, "Normal": 5} and not skipped
     assert [p.name for p in tmp_path.iterdir()] == ["ph"]  # no temporary folder left behind
     with pytest.raises(CxraugError, match="already exists"):
         write_phantom_dataset(out, 1, size=40)
