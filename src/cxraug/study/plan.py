@@ -108,10 +108,17 @@ def _regime_spec(r: RegimeSpec) -> dict[str, Any]:
     return r.model_dump(exclude={"name"})
 
 
+def canonical_classes(names: list[str] | None, classes: list[str]) -> list[str] | None:
+    """Class names as the data spells them (matching ignores case, spaces, hyphens, underscores)."""
+    from cxraug.data.names import match_class
+
+    return None if names is None else [classes[match_class(n, classes)] for n in names]
+
+
 def _arm_extra(arm: ArmSpec, counts: dict[str, int], gen_classes: list[str] | None) -> dict[str, int]:
     if arm.policy is None:
         return {}
-    covered = gen_classes if gen_classes is not None else list(counts)
+    covered = canonical_classes(gen_classes, list(counts)) or list(counts)
     return policy_counts(arm.policy.model_dump(), counts, covered)
 
 
@@ -145,11 +152,13 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                     cfg = dict(gspec.config)
                     cfg["seed"] = int(cfg.get("seed", 0)) + gseed
                     spec = {**base, "kind": "generator", "regime": _regime_spec(regime), "draw": draw,
-                            "model": gspec.model, "config": cfg, "train_classes": gspec.classes,
-                            "checkpoint": gspec.checkpoint, "source": gspec.source, "pool": pool,
+                            "model": gspec.model, "config": cfg,
+                            "train_classes": canonical_classes(gspec.classes, data.classes),
+                            "checkpoint": gspec.checkpoint, "pool": pool,
+                            "source": canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
                             "metrics": proto.metrics.model_dump(exclude={"bootstrap", "subgroups", "confidence"}),
                             "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}
-                    n_train = sum(counts[c] for c in (gspec.classes or counts))
+                    n_train = sum(counts[c] for c in (spec["train_classes"] or counts))
                     unit = Unit(key=content_key(spec), kind="generator",
                                 fields={"generator": name, "model": gspec.model, "regime": regime.name,
                                         "draw": draw, "gen_seed": gseed},

@@ -27,7 +27,7 @@ from cxraug.study.data import StudyData, load_study_data, sizes_needed
 from cxraug.study.executors import LocalExecutor, RayExecutor, Task
 from cxraug.study.plan import DataInfo, Plan, Unit, build_plan, describe
 from cxraug.study.protocol import Protocol
-from cxraug.study.units import pool_from_arrays, run_classifier_unit, run_generator_unit
+from cxraug.study.units import run_classifier_unit, run_generator_unit
 from cxraug.ui import banner, console
 
 #: classifier metrics summarised (macro averages for precision/recall/F1/specificity)
