@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from data_helpers import blob_image, class_folders, save_png, write_csv, write_dicom
 
-from cxraug.data import PreprocessConfig, image_meta_column, load_imageset, write_skipped
+from cxraug.data import PreprocessConfig, image_meta_column, load_imageset, skipped_summary, write_skipped
 from cxraug.data.layouts import detect_layout, discover
 from cxraug.errors import CxraugError
 
@@ -135,6 +135,8 @@ def test_bad_files_are_skipped_listed_and_written(tmp_path: Path) -> None:
     assert len(images) == 4
     assert {Path(s["path"]).name: s["reason"].split(" ")[0] for s in skipped} == {"zero.png": "empty",
                                                                                 "text.jpg": "not"}
+    assert skipped_summary(skipped, 6) == ("skipped 2 of 6 files (1 empty file (0 bytes), "
+                                           "1 not an image (format not recognised))")
     write_skipped(tmp_path / "out" / "skipped.csv", skipped)
     with open(tmp_path / "out" / "skipped.csv") as f:
         rows = list(csv.DictReader(f))

@@ -20,7 +20,7 @@ import numpy as np
 from cxraug.data import cache
 from cxraug.data.decode import Decoded, SkippedImage, decode_file
 from cxraug.data.imageset import ImageSet
-from cxraug.data.layouts import METADATA_FILE, Discovery, discover
+from cxraug.data.layouts import Discovery, discover
 from cxraug.data.names import match_class
 from cxraug.data.preprocess import PreprocessConfig, preprocess
 from cxraug.errors import CxraugError
@@ -121,17 +121,6 @@ def read_dataset(root: str | Path, layout: str = "auto", preprocess: PreprocessC
     table = _decode_records(found, preprocess, description)
     cache.save_arrays(path, key, table.to_arrays())
     return table
-
-
-def parse_merge(specs: list[str]) -> dict[str, list[str]]:
-    """``["Pneumonia=Viral_Pneumonia+Bacterial_Pneumonia"]`` -> ``{"Pneumonia": [...]}`` (CLI helper)."""
-    merge: dict[str, list[str]] = {}
-    for spec in specs:
-        new, sep, olds = spec.partition("=")
-        if not sep or not new.strip() or not olds.strip():
-            raise CxraugError(f"bad --merge {spec!r}; expected NEW=OLD1+OLD2")
-        merge[new.strip()] = [o.strip() for o in olds.split("+") if o.strip()]
-    return merge
 
 
 def class_mapping(found: list[str], classes: list[str] | None, merge: dict[str, list[str]] | None
