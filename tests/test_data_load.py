@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from data_helpers import blob_image, class_folders, save_png, write_csv, write_dicom
 
-from cxraug.data import PreprocessConfig, image_meta_column, load_imageset, skipped_summary, write_skipped
+from cxraug.data import (PreprocessConfig, image_meta_column, load_imageset, load_splits, skipped_summary,
+                         write_skipped)
 from cxraug.data.layouts import detect_layout, discover
 from cxraug.errors import CxraugError
 
@@ -141,6 +142,15 @@ def test_bad_files_are_skipped_listed_and_written(tmp_path: Path) -> None:
     with open(tmp_path / "out" / "skipped.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == [s["path"] for s in skipped] and all(r["reason"] for r in rows)
+
+
+def test_load_splits_in_one_call(tmp_path: Path) -> None:
+    root = class_folders(tmp_path / "d", {"COVID": 10, "Normal": 10})
+    (root / "Normal" / "zero.png").write_bytes(b"")
+    splits = load_splits(root, val_frac=0.2, test_frac=0.2, seed=1, preprocess=SMALL, classes=["Normal", "COVID"])
+    assert [len(s) for s in (splits.train, splits.val, splits.test)] == [12, 4, 4]
+    assert splits.train.classes == ["Normal", "COVID"] and splits.test.counts() == {"Normal": 2, "COVID": 2}
+    assert [Path(s["path"]).name for s in splits.skipped] == ["zero.png"]
 
 
 def test_forced_layout_and_unknown_layout(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Order (as a DICOM viewer shows the image): stored pixels (signed when Pixel Repr
 modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) -> VOI LUT Sequence or window
 (Window Center/Width, LINEAR, LINEAR_EXACT or SIGMOID) -> 8 bit -> inverted when MONOCHROME1.
 Without a VOI the real value range is min-max scaled. Compressed transfer syntaxes (JPEG 2000,
-JPEG-LS, lossless JPEG, RLE) decode through pydicom's pixel handlers (pylibjpeg plug-ins).
+JPEG-LS, lossless JPEG, RLE) decode through pydicom's pixel handlers (pylibjpeg plug-ins). Multi-frame
+files give their first frame; colour (RGB/YBR) files their luminance.
 """
 
 from __future__ import annotations
