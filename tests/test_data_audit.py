@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from data_helpers import blob_image, class_folders, save_png, write_csv
 from PIL import Image
 from typer.testing import CliRunner
 
 from cxraug.cli import app
 from cxraug.data import PreprocessConfig, inspect_dataset, load_imageset, near_duplicate_groups, split_patients
-from cxraug.data.audit import confounds
+from cxraug.data.audit import confounds, print_report
 
 
 def _with_copies(root: Path) -> dict[str, str]:
@@ -68,12 +69,14 @@ def _manifest(root: Path, plant_duplicate: bool, plant_patient: bool) -> Path:
     return write_csv(root / "manifest.csv", rows)
 
 
-def test_planted_cross_split_duplicate_and_patient_warn(tmp_path: Path) -> None:
+def test_planted_cross_split_duplicate_and_patient_warn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     clean = inspect_dataset(_manifest(tmp_path / "clean", False, False))
     assert clean["split"]["source"] == "manifest" and not [w for w in clean["warnings"] if "LEAKAGE" in w]
     dup = inspect_dataset(_manifest(tmp_path / "dup", True, False))
     assert dup["leakage"]["n_duplicates_crossing"] == 1 and dup["leakage"]["n_patients_crossing"] == 0
     assert any("LEAKAGE" in w and "copy.png" in w for w in dup["warnings"])
+    print_report(dup)
+    assert "copy.png [test]" in " ".join(capsys.readouterr().err.split())  # split names survive Rich markup
     pat = inspect_dataset(_manifest(tmp_path / "pat", False, True))
     assert pat["leakage"]["patients"] == [{"patient_id": "p1", "splits": ["train", "val"]}]
     assert any("LEAKAGE" in w and "p1" in w for w in pat["warnings"])

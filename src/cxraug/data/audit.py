@@ -20,6 +20,7 @@ from typing import Any
 import imagehash
 import numpy as np
 from PIL import Image
+from rich.markup import escape
 from rich.table import Table
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -253,25 +254,25 @@ def inspect_dataset(root: str | Path, layout: str = "auto", size: int = 64, val_
     return report
 
 
-def _table(title: str, rows: dict[str, dict[str, int]]) -> Table:
-    columns = sorted({v for row in rows.values() for v in row})
-    t = Table(title=title)
+def _table(title: str, rows: dict[str, dict[str, int]], columns: list[str] | None = None) -> Table:
+    columns = columns or sorted({v for row in rows.values() for v in row})
+    t = Table(title=escape(title))
     for name in ["class", *columns]:
-        t.add_column(name)
+        t.add_column(escape(name))
     for label, row in sorted(rows.items()):
-        t.add_row(label, *[str(row.get(c, 0)) for c in columns])
+        t.add_row(escape(label), *[str(row.get(c, 0)) for c in columns])
     return t
 
 
 def print_report(report: dict[str, Any]) -> None:
     """Human-readable inspect report (Rich tables; warnings last, in red)."""
-    console.print(f"[bold]{report['root']}[/] layout={report['layout']}: {report['n_usable']} usable of "
+    console.print(f"[bold]{escape(report['root'])}[/] layout={report['layout']}: {report['n_usable']} usable of "
                   f"{report['n_files']} files, {report['patients']} patient groups "
                   f"({report['images_without_patient_id']} images without patient id)")
     console.print(_table("usable images", {c: {"images": n} for c, n in report["classes"].items()}))
-    console.print(f"modes: {report['modes']}; sizes: {report['sizes']}")
+    console.print(escape(f"modes: {report['modes']}; sizes: {report['sizes']}"))
     for s in report["skipped"][:MAX_LISTED]:
-        console.print(f"  skipped {s['path']}: {s['reason']}")
+        console.print(escape(f"  skipped {s['path']}: {s['reason']}"))
     dup = report["duplicates"]
     console.print(f"duplicates: {dup['exact_pairs']} exact pair(s), {dup['near_pairs']} near pair(s) "
                   f"(pHash distance <= {dup['max_distance']}, thumbnail correlation >= {NEAR_CORR})")
@@ -279,8 +280,8 @@ def print_report(report: dict[str, Any]) -> None:
     for split, counts in report["split"]["counts"].items():
         for label, n in counts.items():
             by_class.setdefault(label, {})[split] = n
-    console.print(_table(f"split ({report['split']['source']})", by_class))
+    console.print(_table(f"split ({report['split']['source']})", by_class, ["train", "val", "test"]))
     for column, entry in report["confounds"].items():
         console.print(_table(f"class x {column}", entry["table"]))
     for w in report["warnings"]:
-        console.print(f"[bold red]WARNING[/] {w}")
+        console.print(f"[bold red]WARNING[/] {escape(w)}")
