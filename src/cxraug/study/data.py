@@ -135,6 +135,19 @@ def sizes_needed(proto: Protocol) -> tuple[int, list[int], list[int]]:
     return data_size, gens, clfs
 
 
+def _same_split(imageset: ImageSet, reference: Splits, size: int) -> Splits:
+    """``imageset`` (another size of the same files) split exactly as ``reference``, image for image."""
+    parts = []
+    index = {p: i for i, p in enumerate(imageset.paths)}
+    for ref in (reference.train, reference.val, reference.test):
+        missing = [p for p in ref.paths if p not in index]
+        if missing:
+            raise CxraugError(f"{len(missing)} image(s) usable at {reference.train.size} px are not at {size} px "
+                              f"(e.g. {missing[0]})")
+        parts.append(imageset.subset([index[p] for p in ref.paths]))
+    return Splits(*parts)
+
+
 def check_regime(train: ImageSet, regime: Any, split: Splits) -> None:
     """Reject a regime that asks for more images of a class than the training fold has, with the numbers."""
     counts = train.counts()
@@ -160,19 +173,13 @@ def load_study_data(proto: Protocol, data_root: str | None, test_root: str | Non
     sizes = sorted({data_size, *gen_sizes, *clf_sizes})
     root = data_root if data_root is not None else proto.data.root
     splits: dict[int, Splits] = {}
-    skipped: list[dict[str, str]] = []
-    reference: list[str] | None = None
+    imageset, skipped = _load(root, proto, data_size, proto.data.classes)
+    sp = proto.split
+    splits[data_size] = split_patients(imageset, sp.val_frac, sp.test_frac, sp.seed, near_duplicates=sp.near_duplicates)
     for size in sizes:
-        imageset, skipped = _load(root, proto, size, proto.data.classes)
-        sp = split_patients(imageset, proto.split.val_frac, proto.split.test_frac, proto.split.seed)
-        order = sp.train.paths + ["|"] + sp.val.paths + ["|"] + sp.test.paths
-        if reference is None:
-            reference = order
-        elif order != reference:
-            raise CxraugError(f"the split at {size} px differs from the split at {sizes[0]} px "
-                              "(files failed to decode at one size?)")
-        splits[size] = sp
-    first = splits[sizes[0]]
+        if size != data_size:
+            splits[size] = _same_split(_load(root, proto, size, proto.data.classes)[0], splits[data_size], size)
+    first = splits[data_size]
     classes = list(first.train.classes)
     subsets: dict[tuple[str, int, int], ImageSet] = {}
     for regime in proto.regimes:

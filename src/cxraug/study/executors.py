@@ -86,7 +86,7 @@ class RayExecutor:
         refs: dict[str, Any] = {}
 
         def shared(obj: Any) -> Any:
-            """Put big inputs (image sets) into the object store once, however many tasks use them."""
+            """Put a big input into the object store once, however many tasks use it."""
             if id(obj) not in puts:
                 puts[id(obj)] = (ray.put(obj), obj)
             return puts[id(obj)][0]
@@ -119,6 +119,5 @@ class RayExecutor:
 
 
 def _is_bulky(value: Any) -> bool:
-    from cxraug.data.imageset import ImageSet
-
-    return isinstance(value, ImageSet)
+    """Image sets, feature extractors and the like go through the object store; settings travel inline."""
+    return not isinstance(value, (str, int, float, bool, type(None), dict, list))
