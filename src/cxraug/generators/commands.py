@@ -53,8 +53,8 @@ def class_scorer(gen: Generator, train_fold: Any, real: Any, features: str = "do
     """KID scorer against ``real`` (training or validation images, never test) of the classes ``gen`` models.
 
     Unconditional models are scored against their class only, conditional and translation models per class
-    (labels in ``train_fold``'s class order). ``features="domain"`` trains (or reuses) the domain encoder on
-    the whole training fold.
+    (labels in ``train_fold``'s class order). ``features="domain"`` trains (or reuses, by hash) the domain
+    encoder on ``train_fold``: every class of the (regime-thinned) training fold.
     """
     from cxraug.data.names import match_class
     from cxraug.metrics.scorer import make_scorer
@@ -140,7 +140,7 @@ def train_generator(
                           str(resolve_device(device)))
     fit_set = gen.training_set(train, label)
     real = train if score_against == "train" else splits.val
-    score = None if scorer == "none" else class_scorer(gen, splits.train, real, scorer)
+    score = None if scorer == "none" else class_scorer(gen, train, real, scorer)
     console.print(f"{model}: {len(fit_set)} training images ({', '.join(f'{k} {v}' for k, v in fit_set.counts().items() if v)}), "
                   f"{gen.total_steps(len(fit_set))} steps -> {out}")
     t0 = time.time()

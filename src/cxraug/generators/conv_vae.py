@@ -7,25 +7,20 @@ training as in :mod:`cxraug.generators.vae`.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from cxraug.generators import GENERATORS
-from cxraug.generators.dcgan import ConvDecoder, ConvDiscriminator, check_pow2
+from cxraug.generators.dcgan import ConvDecoder, ConvDiscriminator, Pow2Size
 from cxraug.generators.vae import GaussianEncoder, VAEBase, VAETrainingConfig
 
 
 class ConvVAEConfig(VAETrainingConfig):
     """Convolutional VAE: 64 px, latent 128, 32 base channels."""
 
-    size: int = Field(64, ge=16, le=512, description="image size S, a power of two")
+    size: Pow2Size = Field(64, ge=16, le=512, description="image size S, a power of two")
     latent_dim: int = Field(128, ge=1)
     channels: int = Field(32, ge=1, description="width of the first encoder / last decoder convolution")
-
-    @field_validator("size")
-    @classmethod
-    def _pow2(cls, v: int) -> int:
-        return check_pow2(v)
 
 
 @GENERATORS.register("conv-vae")

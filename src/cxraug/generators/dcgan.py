@@ -18,11 +18,11 @@ both the discriminator and the generator update.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 from torch import nn
 
 from cxraug.augment.diffaugment import DiffAugmentOp, diff_augment
@@ -103,9 +103,14 @@ def dcgan_init(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
+#: an image size the convolutional builders accept (config field type)
+Pow2Size = Annotated[int, AfterValidator(check_pow2)]
+
+
 class DCGANConfig(GeneratorConfig):
     """DCGAN defaults from the DCGAN vs WGAN-GP study: latent 100, Adam 2e-4, beta1 0.5, batch 128."""
 
+    size: Pow2Size = Field(64, ge=16, le=512, description="image size S, a power of two (32, 64, 128, ...)")
     batch_size: int = Field(128, ge=1)
     lr: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
@@ -115,11 +120,6 @@ class DCGANConfig(GeneratorConfig):
     d_channels: int = Field(64, ge=1, description="discriminator width (ndf)")
     diffaugment: list[DiffAugmentOp] = Field(default_factory=list,
                                              description="DiffAugment operations on every image D sees")
-
-    @field_validator("size")
-    @classmethod
-    def _pow2(cls, v: int) -> int:
-        return check_pow2(v)
 
 
 @GENERATORS.register("dcgan")
