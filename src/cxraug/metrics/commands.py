@@ -1,7 +1,92 @@
-"""CLI commands of cxraug.metrics (registered on the root Typer app by cxraug.cli)."""
+"""CLI commands of cxraug.metrics: ``cxraug evaluate-images`` (registered on the root app by cxraug.cli)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
 
+def evaluate_images_command(
+    real: str = typer.Option(..., "--real", help="Dataset root (or 'phantom'): its training split is the "
+                                                 "reference (--real-split val for validation); never test."),
+    fake: Path = typer.Option(..., "--fake", help="Synthetic images: manifest.csv, class folders or flat PNGs."),
+    features: str = typer.Option("domain", "--features", help="domain (default), inception or xrv."),
+    dims: Optional[int] = typer.Option(None, "--dims", help="Feature dimension (inception: 2048 or 768)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file of the extractor."),
+    per_class: bool = typer.Option(False, "--per-class", help="Also every metric per class."),
+    tstr: bool = typer.Option(False, "--tstr", help="Train on synthetic, test on real (labelled fakes)."),
+    audit: bool = typer.Option(False, "--audit", help="Memorisation audit against the training split "
+                                                      "(calibrated on validation images), gallery PNG beside --out."),
+    real_split: str = typer.Option("train", "--real-split", help="train or val."),
+    size: Optional[int] = typer.Option(None, "--size", help="Preprocessing size; default: the synthetic size."),
+    clahe: bool = typer.Option(False, "--clahe", help="CLAHE preprocessing of the real images."),
+    mask_crop: bool = typer.Option(False, "--mask-crop", help="Lung-mask crop of the real images."),
+    val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction of the patient split."),
+    test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction (held out, never used)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the patient split."),
+    n_boot: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for FID/KID intervals (0: off)."),
+    encoder_epochs: int = typer.Option(8, "--encoder-epochs", help="Domain encoder training epochs."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
+    encoder_dir: Optional[str] = typer.Option(None, "--encoder-dir", help="Domain encoder cache folder."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON report here."),
+    seed: int = typer.Option(0, "--seed", help="Seed of subsets, bootstrap and random pairs."),
+) -> None:
+    """FID, KID, PRDC, SSIM/MS-SSIM, RMSE/SRE (and TSTR, memorisation audit) of synthetic images against real
+    training or validation images; prints the JSON report. Example:
+    cxraug evaluate-images --real ../shared/data/cxr/dev --fake runs/dcgan-covid/png --per-class --out img.json"""
+    from cxraug import io
+    from cxraug.data.preprocess import PreprocessConfig
+    from cxraug.data.splits import load_splits
+    from cxraug.errors import CxraugError
+    from cxraug.metrics.encoder import EncoderConfig
+    from cxraug.metrics.evaluate_images import evaluate_images, load_fake_dir
+    from cxraug.metrics.features import get_extractor
+    from cxraug.metrics.tstr import align_classes
+
+    if real_split not in ("train", "val"):
+        raise CxraugError(f"--real-split must be train or val (never test), got {real_split!r}")
+    fakes = load_fake_dir(fake)
+    prep = PreprocessConfig(size=size or fakes.size, clahe=clahe, mask_crop=mask_crop)
+    splits = load_splits(None if real == "phantom" else real, val_frac, test_frac, split_seed, preprocess=prep,
+                         cache_dir=cache_dir)
+    reference = splits.train if real_split == "train" else splits.val
+    if fakes.classes != ["unlabelled"]:
+        fakes = align_classes(fakes, reference.classes)
+    extractor = get_extractor(features, dims=dims, weights=weights,
+                              train=splits.train if features == "domain" and weights is None else None,
+                              cache_dir=encoder_dir,
+                              encoder=EncoderConfig(epochs=encoder_epochs) if features == "domain" else None)
+    result = evaluate_images(reference, fakes, extractor, per_class=per_class, n_boot=n_boot, tstr=tstr,
+                             tstr_real_train=splits.train if tstr and real_split == "val" else None, seed=seed)
+    if audit:
+        result["memorisation"] = _audit(fakes, splits.train, splits.val, extractor, out)
+    if out is not None:
+        io.write_json(out, result)
+    print(json.dumps(_summary(result), indent=2, default=str))
+
+
+def _audit(fakes: Any, train: Any, val: Any, extractor: Any, out: Optional[Path]) -> dict[str, Any]:
+    from cxraug.metrics.features import resize_uint8
+    from cxraug.metrics.memorisation import audit, gallery
+
+    images = resize_uint8(fakes.images, train.size)
+    res = audit(images, train.images, val.images if len(val) >= 2 else None, extractor=extractor)
+    if out is not None:
+        res["gallery"] = str(gallery(images, train.images, res, out.with_name(out.stem + "_closest.png")))
+    return res
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The report without per-image lists (those stay in the JSON file)."""
+    if "memorisation" not in result:
+        return result
+    mem = {k: v for k, v in result["memorisation"].items() if not isinstance(v, list)}
+    return {**result, "memorisation": mem}
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root app."""
+    app.command("evaluate-images")(evaluate_images_command)

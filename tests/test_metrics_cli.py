@@ -1,0 +1,67 @@
+"""`cxraug evaluate-images` end to end on a tiny phantom dataset, and TSTR."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from metrics_helpers import phantoms
+from PIL import Image
+from typer.testing import CliRunner
+
+from cxraug.classifiers.train import ClassifierConfig
+from cxraug.cli import app
+from cxraug.data.phantom import write_phantom_dataset
+from cxraug.errors import CxraugError
+from cxraug.metrics.tstr import tstr
+
+
+def _write_fakes(folder, images: np.ndarray, labels: list[str]) -> None:
+    folder.mkdir()
+    rows = []
+    for k, (img, lab) in enumerate(zip(images, labels)):
+        Image.fromarray(img).save(folder / f"fake_{k}.png")
+        rows.append({"file": f"fake_{k}.png", "label": lab, "seed": 0, "index": k})
+    with open(folder / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_evaluate_images_cli_writes_and_prints_a_report(tmp_path) -> None:
+    data = write_phantom_dataset(tmp_path / "data", 14, size=32, classes=["COVID", "Normal"])
+    fakes = phantoms(8, 32, seed=3, classes=["COVID", "Normal"])
+    _write_fakes(tmp_path / "fake", fakes.images, [fakes.classes[c] for c in fakes.labels])
+    out = tmp_path / "report.json"
+    args = ["evaluate-images", "--real", str(data), "--fake", str(tmp_path / "fake"), "--per-class", "--audit",
+            "--encoder-epochs", "1", "--encoder-dir", str(tmp_path / "enc"), "--bootstrap", "5",
+            "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    printed = json.loads(res.stdout[res.stdout.index("{"):])
+    assert printed["overall"]["fid"] == report["overall"]["fid"]
+    for block in [report["overall"], *report["per_class"].values()]:
+        assert block["extractor"] == "domain" and block["dims"] == 512 and block["n_fake"] > 0
+        assert {"fid", "fid_ci", "kid", "kid_sd", "precision", "recall", "density", "coverage", "ssim",
+                "ms_ssim", "ms_ssim_scales", "rmse", "sre_db", "image_resize", "feature_resize"} <= set(block)
+    assert set(report["per_class"]) == {"COVID", "Normal"} and report["real"]["split"] == "train"
+    assert report["overall"]["ms_ssim_scales"] == 2 and "random" in report["overall"]["pairs"]
+    mem = report["memorisation"]
+    assert len(mem["near_copy"]) == 16 and (tmp_path / "report_closest.png").is_file()
+    assert "near_copy" not in printed["memorisation"]
+    refused = CliRunner().invoke(app, args[:-2] + ["--real-split", "test"])
+    assert refused.exit_code != 0 and "never test" in str(refused.exception)
+
+
+def test_tstr_uses_the_synthetic_classes_and_refuses_the_test_split() -> None:
+    real = phantoms(10, 32, seed=0, classes=["COVID", "Normal", "Lung_Opacity"])
+    fake = phantoms(10, 32, seed=1, classes=["Normal", "COVID"])
+    cfg = ClassifierConfig(model="custom-cnn", epochs=2, patience=None, precision="32")
+    out = tstr(fake, real, real_train=phantoms(10, 32, seed=2, classes=["Normal", "COVID"]), config=cfg)
+    assert out["classes"] == ["Normal", "COVID"]
+    assert out["tstr"]["n_test"] == 20 and out["trtr"]["n_train"] == 20
+    assert 0 <= out["tstr"]["accuracy"] <= 1 and "macro_auc" in out["trtr"]
+    real.meta["split_name"] = "test"
+    with pytest.raises(CxraugError, match="never the test split"):
+        tstr(fake, real, config=cfg)
