@@ -137,3 +137,5 @@ def test_scorer_ranks_samples_and_scores_per_class(domain) -> None:
     upsampled = scorer(np.kron(good.images, np.ones((1, 2, 2), np.uint8)), good.labels)  # 64 px samples
     assert upsampled["kid"] < 0.2 * s_noise["kid"]
     assert "fid" in make_scorer(real.images, None, domain, size=32, metric="kid+fid")(good.images)
+    capped = make_scorer(real.images, real.labels, domain, size=32, max_real=10).describe()
+    assert capped["n_real"] == 10 and capped["real_per_class"] == {0: 5, 1: 5}

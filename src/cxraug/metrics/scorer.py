@@ -75,21 +75,24 @@ class Scorer:
         return scores
 
 
+def _subset(n: int, labels: np.ndarray | None, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random subset of about ``size`` items, each label in proportion (>= 2)."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(n, size, replace=False))
+    parts = [rng.permutation(np.flatnonzero(labels == c))[:max(2, round(size * np.mean(labels == c)))]
+             for c in np.unique(labels)]
+    return np.sort(np.concatenate(parts))
+
+
 def make_scorer(real_images: np.ndarray, labels: np.ndarray | None = None,
                 features: str | FeatureExtractor = DEFAULT_EXTRACTOR, *, train: ImageSet | None = None,
                 metric: str = "kid", max_real: int = 500, size: int = 64, seed: int = 0,
                 **extractor_options: Any) -> Scorer:
     """A :class:`Scorer` against at most ``max_real`` real images (a fixed random subset, stratified by label)."""
     real_images = np.asarray(real_images, dtype=np.uint8)
-    rng = np.random.default_rng(seed)
     if len(real_images) > max_real:
-        if labels is None:
-            keep = rng.choice(len(real_images), max_real, replace=False)
-        else:
-            lab = np.asarray(labels)
-            keep = np.concatenate([rng.permutation(np.flatnonzero(lab == c))[:max(2, round(max_real * np.mean(
-                lab == c)))] for c in np.unique(lab)])
-        keep = np.sort(keep)
+        keep = _subset(len(real_images), None if labels is None else np.asarray(labels), max_real, seed)
         real_images = real_images[keep]
         labels = None if labels is None else np.asarray(labels)[keep]
     extractor = features if isinstance(features, FeatureExtractor) else get_extractor(
