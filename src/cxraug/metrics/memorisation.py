@@ -37,6 +37,7 @@ from cxraug import io
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
 from cxraug.metrics.features import FeatureExtractor, resize_uint8
+from cxraug.metrics.pixel import ssim_per_pair
 
 PIXEL_SIZE = 32
 
@@ -50,18 +51,6 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
 def _unit_rows(x: np.ndarray) -> torch.Tensor:
     t = torch.as_tensor(x, dtype=torch.float64)
     return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def _ssim_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """SSIM of each pair (a[i], b[i]) of uint8 images (torchmetrics, Gaussian window, data range 255)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
-
-    if len(a) == 0:
-        return np.zeros(0)
-    ta = torch.as_tensor(a).unsqueeze(1).double()
-    tb = torch.as_tensor(b).unsqueeze(1).double()
-    kernel = min(11, a.shape[-1] // 2 * 2 - 1)
-    return ssim(ta, tb, data_range=255.0, kernel_size=kernel, reduction="none").numpy()
 
 
 SHIFTS = (-2, 0, 2)  # pixel offsets (both axes) searched by the pixel index
@@ -95,13 +84,14 @@ class _Index:
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nearest training index, cosine distance, SSIM with that neighbour in its matching variant)."""
         q = _unit_rows(featurise(images)).float()
-        dist = (1 - q @ self.feats.T).clamp_min(0)
-        best = dist.min(dim=1)
+        sims = [(chunk @ self.feats.T).max(dim=1) for chunk in q.split(256)]  # bounded memory
+        best_sim = torch.cat([m.values for m in sims]) if sims else torch.zeros(0)
+        best = torch.cat([m.indices for m in sims]).numpy() if sims else np.zeros(0, dtype=np.int64)
         n = len(self.train)
-        idx, var = best.indices.numpy() % n, best.indices.numpy() // n
+        idx, var = best % n, best // n
         matched = np.stack([self._variant(self.train[i:i + 1], self.variants[v])[0] for i, v in zip(idx, var)]) \
             if len(images) else images
-        return idx, best.values.double().numpy(), _ssim_pairs(images, matched)
+        return idx, (1 - best_sim).clamp_min(0).double().numpy(), ssim_per_pair(images, matched)
 
 
 def _search(reference: np.ndarray, heldout: np.ndarray, train: np.ndarray, fake: np.ndarray,

@@ -4,6 +4,7 @@ Public API::
 
     pair_up(n_fake, n_real, matched=False, seed=0) -> (fake_idx, real_idx, "matched" | "random")
     ms_ssim_scales(size, kernel_size=11) -> int     # as many scales (<= 5) as torchmetrics allows at this size
+    ssim_per_pair(fake, real) -> (N,) array
     pixel_metrics(fake uint8 (N,S,S), real uint8 (N,S,S)) -> {"ssim", "ms_ssim", "ms_ssim_scales",
                                                               "ms_ssim_betas", "rmse", "sre_db", ...}
 
@@ -43,37 +44,50 @@ def ms_ssim_scales(size: int, kernel_size: int = 11) -> int:
     return 0
 
 
+KERNEL = int(3.5 * 1.5 + 0.5) * 2 + 1  # torchmetrics' Gaussian window for sigma 1.5: 11 px
+
+
+def _unit(images: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(images)).unsqueeze(1).double() / 255
+
+
+def ssim_per_pair(fake: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """SSIM of each pair ``(fake[i], real[i])`` of uint8 images, averaged over the valid region."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    size, pad = fake.shape[-1], KERNEL // 2
+    if size <= 2 * pad:
+        raise ValueError(f"SSIM needs images larger than {2 * pad} px, got {size}")
+    if len(fake) == 0:
+        return np.zeros(0)
+    _, full = ssim(_unit(fake), _unit(real), data_range=1.0, kernel_size=KERNEL, return_full_image=True)
+    return full[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3)).numpy()
+
+
 def pixel_metrics(fake: np.ndarray, real: np.ndarray, batch_size: int = 256) -> dict:
     """SSIM, MS-SSIM, RMSE and SRE over aligned pairs ``(fake[i], real[i])``."""
-    from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure as ms_ssim,
-                                               structural_similarity_index_measure as ssim)
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
 
     fake, real = np.asarray(fake), np.asarray(real)
     if fake.shape != real.shape:
         raise ValueError(f"pairs must have equal shapes, got {fake.shape} and {real.shape}")
-    size = fake.shape[-1]
-    kernel = int(3.5 * 1.5 + 0.5) * 2 + 1  # torchmetrics' Gaussian window for sigma 1.5: 11 px
-    pad = kernel // 2
-    if size <= 2 * pad:
-        raise ValueError(f"SSIM needs images larger than {2 * pad} px, got {size}")
-    scales = ms_ssim_scales(size, kernel)
+    scales = ms_ssim_scales(fake.shape[-1], KERNEL)
     betas = MS_SSIM_BETAS if scales == len(MS_SSIM_BETAS) else tuple(
         b / sum(MS_SSIM_BETAS[:scales]) for b in MS_SSIM_BETAS[:scales])  # fewer scales: renormalised to sum 1
     s_vals, m_vals, rmse, sre = [], [], [], []
     for i in range(0, len(fake), batch_size):
-        f = torch.as_tensor(fake[i:i + batch_size]).unsqueeze(1).double() / 255
-        r = torch.as_tensor(real[i:i + batch_size]).unsqueeze(1).double() / 255
-        _, full = ssim(f, r, data_range=1.0, kernel_size=kernel, return_full_image=True)
-        s_vals.append(full[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3)))
+        f, r = _unit(fake[i:i + batch_size]), _unit(real[i:i + batch_size])
+        s_vals.append(ssim_per_pair(fake[i:i + batch_size], real[i:i + batch_size]))
         if scales:
-            m_vals.append(ms_ssim(f, r, data_range=1.0, kernel_size=kernel, betas=betas, reduction="none"))
+            m_vals.append(ms_ssim(f, r, data_range=1.0, kernel_size=KERNEL, betas=betas,
+                                  reduction="none").numpy())
         mse = (f - r).square().mean(dim=(1, 2, 3))
-        rmse.append(mse.sqrt())
-        sre.append(10 * torch.log10(r.mean(dim=(1, 2, 3)).square() / mse.clamp_min(1e-12)))
-    cat = lambda v: torch.cat(v).numpy() if v else np.zeros(0)  # noqa: E731
+        rmse.append(mse.sqrt().numpy())
+        sre.append((10 * torch.log10(r.mean(dim=(1, 2, 3)).square() / mse.clamp_min(1e-12))).numpy())
+    cat = lambda v: np.concatenate(v) if v else np.zeros(0)  # noqa: E731
     s, m, e, q = cat(s_vals), cat(m_vals), cat(rmse), cat(sre)
     return {"ssim": float(s.mean()), "ssim_sd": float(s.std()),
             "ms_ssim": float(m.mean()) if scales else None, "ms_ssim_scales": scales,
-            "ms_ssim_betas": [round(b, 6) for b in betas], "ssim_kernel": kernel,
+            "ms_ssim_betas": [round(b, 6) for b in betas], "ssim_kernel": KERNEL,
             "rmse": float(e.mean()), "sre_db": float(q.mean()), "n_pairs": len(fake),
             "pixel_scale": "uint8 / 255 (data range 1)"}
