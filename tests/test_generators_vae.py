@@ -129,3 +129,20 @@ def test_vae_gan_encoder_is_resnet18_with_one_channel_stem() -> None:
     assert gen.E.mu.out_features == gen.E.logvar.out_features == 8
     assert sum(isinstance(m, nn.Conv2d) for m in trunk.modules()) == 20  # ResNet-18: 17 convs + 3 downsample
     assert gen.D.head is not None and gen.G.latent_dim == 8  # DCGAN decoder and discriminator
+
+
+def test_vae_gan_pretrained_weights_missing_is_one_clear_error(monkeypatch) -> None:
+    import torchvision.models
+
+    from cxraug.errors import MissingWeightsError
+
+    def offline(*args, **kwargs):
+        if kwargs.get("weights") is not None:
+            raise OSError("no network")
+        return real(*args, **kwargs)
+
+    real = torchvision.models.resnet18
+    monkeypatch.setattr(torchvision.models, "resnet18", offline)
+    with pytest.raises(MissingWeightsError, match="pretrained=false"):
+        _vaegan(pretrained=True)
+    assert _vaegan(pretrained=False).E.trunk.conv1.in_channels == 1
