@@ -39,8 +39,8 @@ class SplitSpec(_Strict):
     val_frac: float = Field(0.15, gt=0, lt=1)
     test_frac: float = Field(0.25, gt=0, lt=1)
     seed: int = 0
-    near_duplicates: bool = Field(True, description="near-duplicate images share a patient group (no leakage "
-                                  "through re-uploaded copies across train/val/test)")
+    near_duplicates: bool = Field(False, description="near-duplicate images share a patient group (no leakage "
+                                  "through re-uploaded copies across train/val/test); for real data, not phantoms")
 
     @model_validator(mode="after")
     def _fractions(self) -> "SplitSpec":
