@@ -61,14 +61,16 @@ def test_fid_grows_monotonically_with_noise_and_blur(domain) -> None:
         assert all(a < b for a, b in zip(values, values[1:])), values
 
 
-def _random_inception_file(path, monkeypatch) -> str:
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory) -> str:
     """Random FID-Inception weights in torch-fidelity's key format (no download: loading is stubbed out)."""
     import torch_fidelity.feature_extractor_inceptionv3 as tfi
 
-    with monkeypatch.context() as m:
+    with pytest.MonkeyPatch.context() as m:
         m.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
         m.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
         net = tfi.FeatureExtractorInceptionV3("random", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / "inception.pth"
     torch.save(net.state_dict(), path)
     return str(path)
 
@@ -81,10 +83,10 @@ def test_inception_offline_without_weights_gives_one_clear_message(tmp_path, mon
 
 
 @pytest.mark.parametrize("dims", [2048, 768])
-def test_inception_from_local_file_equals_torchmetrics_extractor(dims, tmp_path, monkeypatch) -> None:
+def test_inception_from_local_file_equals_torchmetrics_extractor(dims, inception_file) -> None:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    path = _random_inception_file(tmp_path / "inception.pth", monkeypatch)
+    path = inception_file
     ours = get_extractor("inception", dims=dims, weights=path)
     imgs = phantoms(1, 32, seed=3).images
     reference = FrechetInceptionDistance(feature=dims, feature_extractor_weights_path=path).inception
