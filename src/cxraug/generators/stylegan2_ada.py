@@ -87,9 +87,10 @@ class StyleGAN2ADA(Generator):
     kind = GeneratorKind.CONDITIONAL
     Config = StyleGAN2ADAConfig
     ema_targets = ("G",)
+    config: StyleGAN2ADAConfig
 
     def build(self) -> None:
-        c: StyleGAN2ADAConfig = self.config  # type: ignore[assignment]
+        c = self.config
         n = len(self.classes)
         self.G = StyleGenerator(c.size, n, c.latent_dim, c.latent_dim, c.mapping_layers, c.channel_base,
                                 c.channel_max).to(self.device)
@@ -114,7 +115,7 @@ class StyleGAN2ADA(Generator):
         return torch.randn(n, self.config.latent_dim, device=self.device)
 
     def train_step(self, batch: Batch) -> dict[str, float]:
-        c: StyleGAN2ADAConfig = self.config  # type: ignore[assignment]
+        c = self.config
         real, y = batch.x, batch.y
         b = len(real)
         out: dict[str, float] = {"ada_p": self.ada.p}
