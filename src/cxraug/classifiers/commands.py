@@ -39,6 +39,7 @@ def train_classifier_cmd(
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split and the regime draw."),
     seed: int = typer.Option(0, "--seed", help="Classifier seed (initialisation, batches, augmentation)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    devices: int = typer.Option(1, "--devices", help="DDP processes for one model (GPUs, or CPU processes)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
 ) -> None:
     """Train a classifier on a patient-level split and evaluate it on the test split.
@@ -58,7 +59,7 @@ def train_classifier_cmd(
                          classes=classes.split(",") if classes else None)
     train = apply_regime(splits.train, n_per_class=n_per_class, seed=split_seed) if n_per_class else splits.train
     console.print(f"train {train.counts()}  val {splits.val.counts()}  test {splits.test.counts()}")
-    trained = train_classifier(train, splits.val, cfg, out_dir=out, device=device)
+    trained = train_classifier(train, splits.val, cfg, out_dir=out, device=device, devices=devices)
     metrics = evaluate(trained, splits.test, device=device)
     write_json(out / "metrics.json", {**metrics, "config": cfg.model_dump(mode="json"), "best_epoch":
                                       trained.best_epoch, "epochs_run": len(trained.history),

@@ -17,6 +17,9 @@
   trains N more epochs at ``unfreeze_lr`` (York Pix2Pix study: 10 epochs at 1e-5).
 * Optimisers: Adam, AdamW, SGD (momentum), RMSprop (Keras defaults rho 0.9, eps 1e-7); schedules per epoch:
   ``step`` (every ``step_size`` epochs x ``gamma``), ``exponential`` (x ``gamma``), ``cosine`` (to 0 over the phase).
+* ``devices=N``: one model trained with DDP over N processes (Fabric ``ddp_spawn``; NCCL on GPUs, gloo on CPU);
+  each rank takes its slice of every global batch of ``N * batch_size`` images, rank 0 writes the checkpoint.
+  BatchNorm statistics are per rank (as in plain DDP).
 * ``out_dir`` gets ``best.pt`` (weights-only checkpoint with config, classes and preprocessing) and
   ``history.csv`` (loss/accuracy per epoch).
 """
@@ -29,6 +32,7 @@ import io
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,13 +226,16 @@ def make_schedule(cfg: ClassifierConfig, opt: torch.optim.Optimizer,
 
 
 def make_fabric(device: str, precision: str, devices: int = 1) -> Fabric:
-    """Fabric for ``device`` (auto/cpu/cuda); bf16-mixed on GPU unless precision says otherwise."""
+    """Fabric for ``device`` (auto/cpu/cuda); bf16-mixed on GPU unless precision says otherwise.
+
+    ``devices > 1``: DDP in spawned processes (``ddp_spawn``: NCCL on GPUs, gloo on CPU), so that it also runs
+    inside a library call (the study runner), not only from a script.
+    """
     dev = resolve_device(device)
     accelerator = "cuda" if dev.type == "cuda" else "cpu"
     if precision == "auto":
         precision = "bf16" if accelerator == "cuda" else "32"
-    strategy = "auto" if devices == 1 else ("ddp" if accelerator == "cuda" else "ddp_spawn")
-    return Fabric(accelerator=accelerator, devices=devices, strategy=strategy,
+    return Fabric(accelerator=accelerator, devices=devices, strategy="auto" if devices == 1 else "ddp_spawn",
                   precision="bf16-mixed" if precision == "bf16" else "32-true")
 
 
@@ -305,6 +312,9 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                     correct += int((logits.argmax(1) == y).sum())
                     seen += len(y)
                 total_steps += steps
+                if world > 1:  # training loss and accuracy over all ranks' shards
+                    loss_sum, correct, seen = fabric.all_reduce(
+                        torch.tensor([loss_sum, correct, seen], dtype=torch.float64), reduce_op="sum").tolist()
                 lr_now = optimizer.param_groups[0]["lr"]
                 if schedule is not None:
                     schedule.step()
@@ -342,8 +352,32 @@ def write_history_csv(history: list[dict[str, Any]], path: str | os.PathLike[str
     write_text(path, buf.getvalue())
 
 
+def _fit_rank(fabric: Fabric, threads: int, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
+              out_dir: str | os.PathLike[str] | None, result_path: str) -> str:
+    """One DDP process: its share of the CPU threads, :func:`fit`; rank 0 saves the result to ``result_path``
+    and returns only that path (Fabric hands results back through a pipe that large objects deadlock)."""
+    torch.set_num_threads(threads)
+    trained = fit(fabric, train, val, cfg, out_dir)
+    if fabric.is_global_zero:
+        trained.save(result_path)
+    return result_path
+
+
 def train_classifier(train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
-                     out_dir: str | os.PathLike[str] | None = None, device: str = "auto") -> TrainedClassifier:
-    """Train one classifier; validation drives early stopping; returns the best epoch's model (see module doc)."""
-    fabric = make_fabric(device, cfg.precision)
-    return fit(fabric, train, val, cfg, out_dir)
+                     out_dir: str | os.PathLike[str] | None = None, device: str = "auto",
+                     devices: int = 1) -> TrainedClassifier:
+    """Train one classifier; validation drives early stopping; returns the best epoch's model (see module doc).
+
+    ``devices=N > 1`` trains one model with DDP over N processes (GPUs, or CPU processes with gloo): every
+    rank takes its slice ``[rank::N]`` of each global batch of ``N * batch_size`` images, gradients are averaged,
+    rank 0 writes the checkpoint and its result is returned.
+    """
+    if devices < 1:
+        raise CxraugError(f"devices must be >= 1, got {devices}")
+    fabric = make_fabric(device, cfg.precision, devices)
+    if devices == 1:
+        return fit(fabric, train, val, cfg, out_dir)
+    threads = max(1, torch.get_num_threads() // devices)
+    with tempfile.TemporaryDirectory(prefix="cxraug-ddp-") as tmp:
+        path = fabric.launch(_fit_rank, threads, train, val, cfg, out_dir, os.path.join(tmp, "result.pt"))
+        return TrainedClassifier.load(path)
