@@ -53,8 +53,8 @@ def dev(args: argparse.Namespace) -> dict[str, Any]:
     train = apply_regime(splits.train, n_per_class=args.n_per_class, seed=args.split_seed)
     out: dict[str, Any] = {"data": args.data, "size": args.size, "train": train.counts(), "val": splits.val.counts(),
                            "test": splits.test.counts(), "runs": [], "summary": {}}
-    for augment in (None, "fedoruk"):
-        for seed in args.seeds:
+    for seed in args.seeds:  # arms interleaved, so that a partial run already compares them
+        for augment in (None, "fedoruk"):
             cfg = ClassifierConfig(model="resnet18", epochs=args.epochs, patience=args.patience, batch_size=32,
                                    lr=1e-3, augment=augment, seed=seed)
             start = time.perf_counter()
@@ -63,12 +63,13 @@ def dev(args: argparse.Namespace) -> dict[str, Any]:
             out["runs"].append({"augment": augment or "none", "seed": seed, "macro_f1": m["macro_f1"], "mcc": m["mcc"],
                                 "accuracy": m["accuracy"], "best_epoch": trained.best_epoch,
                                 "epochs_run": len(trained.history), "seconds": round(time.perf_counter() - start)})
+            out["summary"] = {arm: {k: {"mean": float(np.mean([r[k] for r in runs])),
+                                        "sd": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else None}
+                                    for k in ("macro_f1", "mcc", "accuracy")}
+                              for arm in ("none", "fedoruk")
+                              if (runs := [r for r in out["runs"] if r["augment"] == arm])}
             if args.out:
                 write_json(args.out, out)
-        runs = [r for r in out["runs"] if r["augment"] == (augment or "none")]
-        out["summary"][augment or "none"] = {
-            k: {"mean": float(np.mean([r[k] for r in runs])), "sd": float(np.std([r[k] for r in runs], ddof=1))}
-            for k in ("macro_f1", "mcc", "accuracy")}
     return out
 
 
