@@ -195,3 +195,11 @@ def test_training_on_phantoms_beats_chance_clearly() -> None:
     trained = train_classifier(phantoms(100, 0), phantoms(30, 1), cfg, device="cpu")
     metrics = evaluate(trained, phantoms(60, 2), device="cpu")
     assert metrics["accuracy"] > 0.6 and metrics["macro_f1"] > 0.55  # chance: 1/3
+
+
+def test_train_classifier_command_reports_bad_options_in_one_line(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["train-classifier", "--model", "resnet19", "--optimizer", "adagrad",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code != 0 and isinstance(result.exception, CxraugError)
+    assert "--model: unknown classifier 'resnet19'" in str(result.exception)
+    assert "--optimizer: Input should be" in str(result.exception)

@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 
+from cxraug.errors import CxraugError
 from cxraug.ui import console
+
+
+def _option_error(err: dict) -> str:
+    """A pydantic error on a ClassifierConfig field, phrased with the command-line option."""
+    option = f"--{str(err['loc'][0]).replace('_', '-')}: " if err["loc"] else ""
+    return option + err["msg"].removeprefix("Value error, ")
 
 
 def train_classifier_cmd(
@@ -49,11 +57,14 @@ def train_classifier_cmd(
     from cxraug.data import PreprocessConfig, apply_regime, load_splits
     from cxraug.io import write_json
 
-    cfg = ClassifierConfig(model=model, head=head, size=size, pretrained=pretrained,
-                           weights=str(weights) if weights else None, optimizer=optimizer, lr=lr, schedule=schedule,
-                           epochs=epochs, batch_size=batch_size, patience=patience or None,
-                           class_weights=class_weights, augment=augment, max_steps=max_steps, seed=seed,
-                           unfreeze_last_epochs=unfreeze_last_epochs)
+    try:
+        cfg = ClassifierConfig(model=model, head=head, size=size, pretrained=pretrained,
+                               weights=str(weights) if weights else None, optimizer=optimizer, lr=lr,
+                               schedule=schedule, epochs=epochs, batch_size=batch_size, patience=patience or None,
+                               class_weights=class_weights, augment=augment, max_steps=max_steps, seed=seed,
+                               unfreeze_last_epochs=unfreeze_last_epochs)
+    except ValidationError as exc:
+        raise CxraugError("; ".join(_option_error(e) for e in exc.errors())) from None
     splits = load_splits(data, val_frac, test_frac, split_seed, cache_dir=cache_dir,
                          preprocess=PreprocessConfig(size=size, clahe=clahe, mask_crop=mask_crop),
                          classes=classes.split(",") if classes else None)
