@@ -10,6 +10,8 @@ lr 0.0025 for G and D, r_t = 0.6, gamma = 1.024, 2-layer mapping network, refere
 10 kimg, ADA speed 500 kimg. Note: the study states gamma = 1.024, whereas the reference's automatic rule
 (0.0002 * S^2 / batch) gives 0.1024 at 128 px and batch 32; we default to the study's value.
 ``cpu`` is 64 px with a small channel base and a fast ADA speed, and learns visibly in minutes on 2 cores.
+From the CLI: ``cxraug train-generator --model stylegan2-ada --set preset=paper --size 128 ...`` (the CLI always
+passes ``--size``, default 64, so give it with the paper preset); in a protocol: ``config: {preset: paper, ...}``.
 """
 
 from __future__ import annotations
