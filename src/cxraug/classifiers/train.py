@@ -260,6 +260,30 @@ def _validate(model: nn.Module, data: _Data, criterion: nn.Module, device: torch
     return loss_sum / n, correct / n
 
 
+def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                 data: _Data, batches: Iterator[np.ndarray], policy: nn.Module | None) -> tuple[float, int, int]:
+    """Optimiser steps over ``batches`` of indices; (loss sum, correct, images) over all ranks."""
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for idx in batches:
+        x = to_unit(data.images[idx]).to(fabric.device)
+        y = data.labels[idx].to(fabric.device)
+        if policy is not None:
+            x = policy(x)
+        logits = model(x)
+        loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        fabric.backward(loss)
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+    if fabric.world_size > 1:
+        loss_sum, correct, seen = fabric.all_reduce(
+            torch.tensor([loss_sum, correct, seen], dtype=torch.float64), reduce_op="sum").tolist()
+    return loss_sum, int(correct), int(seen)
+
+
 def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
         out_dir: str | os.PathLike[str] | None = None) -> TrainedClassifier:
     """The training loop on an already launched Fabric (one process of a DDP group or a single process)."""
@@ -295,26 +319,9 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
             for e in range(epochs):
                 start = time.perf_counter()
                 steps = epoch_steps(cfg.max_steps, epochs, e) if cfg.max_steps and phase == "train" else per_pass
-                model.train()
-                loss_sum, correct, seen = 0.0, 0, 0
-                for _ in range(steps):
-                    idx = next(stream)[rank::world]
-                    x = to_unit(tr.images[idx]).to(fabric.device)
-                    y = tr.labels[idx].to(fabric.device)
-                    if policy is not None:
-                        x = policy(x)
-                    logits = model(x)
-                    loss = criterion(logits.float(), y)
-                    optimizer.zero_grad(set_to_none=True)
-                    fabric.backward(loss)
-                    optimizer.step()
-                    loss_sum += float(loss.detach()) * len(y)
-                    correct += int((logits.argmax(1) == y).sum())
-                    seen += len(y)
+                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, criterion, tr,
+                                                       (next(stream)[rank::world] for _ in range(steps)), policy)
                 total_steps += steps
-                if world > 1:  # training loss and accuracy over all ranks' shards
-                    loss_sum, correct, seen = fabric.all_reduce(
-                        torch.tensor([loss_sum, correct, seen], dtype=torch.float64), reduce_op="sum").tolist()
                 lr_now = optimizer.param_groups[0]["lr"]
                 if schedule is not None:
                     schedule.step()
