@@ -203,3 +203,17 @@ def test_train_classifier_command_reports_bad_options_in_one_line(tmp_path) -> N
     assert result.exit_code != 0 and isinstance(result.exception, CxraugError)
     assert "--model: unknown classifier 'resnet19'" in str(result.exception)
     assert "--optimizer: Input should be" in str(result.exception)
+
+
+def test_fixed_class_weights_are_used_as_given_and_checked() -> None:
+    """A study passes the real subset's weights as a list: they must not be recomputed from the arm's images."""
+    from cxraug.classifiers.train import loss_weights
+
+    labels = np.array([0, 0, 0, 1])  # an arm with extra synthetic class-0 images
+    fixed = ClassifierConfig(model="custom-cnn", class_weights=[0.25, 2.0, 1.0])
+    assert loss_weights(fixed, labels, 3).tolist() == [0.25, 2.0, 1.0]
+    balanced = loss_weights(ClassifierConfig(model="custom-cnn", class_weights=True), labels, 3)
+    assert balanced[0] < balanced[1] and balanced[2] == 0
+    assert loss_weights(ClassifierConfig(model="custom-cnn"), labels, 3) is None
+    with pytest.raises(CxraugError, match="3 classes"):
+        loss_weights(ClassifierConfig(model="custom-cnn", class_weights=[1.0, 1.0]), labels, 3)

@@ -77,7 +77,9 @@ class ClassifierConfig(BaseModel):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1, description="per process")
     patience: int | None = Field(5, ge=1, description="early-stopping patience in epochs; None = off")
-    class_weights: bool = False
+    class_weights: bool | list[float] = Field(
+        False, description="True: balanced weights from this training set's counts; a list: fixed per-class weights "
+        "(a study passes the real training subset's, so every arm uses the same loss weighting)")
     augment: str | None = Field(None, description="classical policy applied on the fly")
     augment_magnitude: float = Field(1.0, ge=0, le=1)
     max_steps: int | None = Field(None, ge=1, description="total optimiser steps (same for all arms)")
@@ -178,6 +180,15 @@ def _check_data(train: ImageSet, val: ImageSet, cfg: ClassifierConfig) -> int:
         raise CxraugError(f"the config asks for {cfg.size} px but the images are {train.size} px; "
                           "load the data at the classifier's size")
     return train.size
+
+
+def loss_weights(cfg: ClassifierConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
+    """The cross-entropy class weights ``cfg.class_weights`` asks for (None = unweighted)."""
+    if isinstance(cfg.class_weights, list):
+        if len(cfg.class_weights) != num_classes:
+            raise CxraugError(f"class_weights has {len(cfg.class_weights)} values for {num_classes} classes")
+        return torch.tensor(cfg.class_weights, dtype=torch.float32)
+    return class_weight_tensor(labels, num_classes) if cfg.class_weights else None
 
 
 def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -295,7 +306,8 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude) if cfg.augment else None
     tr = _Data(torch.as_tensor(train.images), torch.as_tensor(train.labels))
     va = _Data(torch.as_tensor(val.images), torch.as_tensor(val.labels))
-    weight = class_weight_tensor(train.labels, k).to(fabric.device) if cfg.class_weights else None
+    weight = loss_weights(cfg, train.labels, k)
+    weight = None if weight is None else weight.to(fabric.device)
     criterion = nn.CrossEntropyLoss(weight=weight)
     world, rank = fabric.world_size, fabric.global_rank
     stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)

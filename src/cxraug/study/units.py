@@ -236,7 +236,13 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
         pool = pool_from_arrays(upstream["pool"], train.classes, train.meta)
     aug = build_training_set(spec, train, pool, seed)
     # one loss weighting and (optionally) one step budget for every arm; the classical policy is the arm's
-    fields.update(augment=spec["arm"]["classical"], class_weights=spec["training"]["loss_weighting"] == "balanced")
+    # loss weights come from the *real* training subset, so every arm of a regime has the same weights
+    weights = False
+    if spec["training"]["loss_weighting"] == "balanced":
+        from cxraug.classifiers.train import class_weight_tensor
+
+        weights = class_weight_tensor(train.labels, len(train.classes)).tolist()
+    fields.update(augment=spec["arm"]["classical"], class_weights=weights)
     if spec["equal_steps_images"]:
         epochs = int(fields.get("epochs", ClassifierConfig.model_fields["epochs"].default))
         batch = int(fields.get("batch_size", ClassifierConfig.model_fields["batch_size"].default))
