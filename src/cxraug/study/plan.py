@@ -155,6 +155,7 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                             "model": gspec.model, "config": cfg,
                             "train_classes": canonical_classes(gspec.classes, data.classes),
                             "checkpoint": gspec.checkpoint, "pool": pool,
+                            "drop_near_copies": gspec.drop_near_copies,
                             "source": canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
                             "metrics": proto.metrics.model_dump(exclude={"bootstrap", "subgroups", "confidence"}),
                             "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}

@@ -133,6 +133,8 @@ class GeneratorSpec(_Strict):
     classes: list[str] | None = Field(None, description="classes it is trained on; null = every class")
     checkpoint: Literal["best", "last"] = Field("best", description="best (by KID on validation) or last")
     source: str | None = Field(None, description="translation models: the class whose images are translated")
+    drop_near_copies: bool = Field(False, description="near-copy gate: synthetic images the memorisation audit "
+                                   "flags as near-copies of training images never reach a classifier")
 
 
 class ClassifierSpec(_Strict):

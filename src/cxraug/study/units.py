@@ -140,9 +140,15 @@ def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, wor
     work = Path(work_dir)
     models, records = _fit_models(spec, train, val, work, dev, extractor)
     pool_spec = spec["pool"]
+    gate = bool(spec.get("drop_near_copies")) and bool(pool_spec)
+    gate_record: dict[str, int] = {}
     if pool_spec:
-        policy = SyntheticPolicy(mode="add", n=max(pool_spec.values()), classes=sorted(pool_spec))
+        n = max(pool_spec.values())
+        n = math.ceil(n * GATE_HEADROOM) + 4 if gate else n  # room for the images the gate drops
+        policy = SyntheticPolicy(mode="add", n=n, classes=sorted(pool_spec))
         pool = generate_synthetic(train, models, policy, seed=int(spec["config"].get("seed", 0)))
+        if gate:
+            pool, gate_record = gate_near_copies(pool, train, val, extractor, pool_spec)
     else:
         pool = generate_synthetic(train, models, SyntheticPolicy(mode="add", n=0))
     metrics: dict[str, Any] = {}
@@ -153,7 +159,28 @@ def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, wor
                                 work if ms["memorisation"] else None, seed=0)
         by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
     return {"pool": pool_to_arrays(pool), "image_metrics": metrics, "by_step": by_step, "fit": records,
-            "wall_s": time.time() - t0}
+            "near_copy_gate": gate_record, "wall_s": time.time() - t0}
+
+
+#: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
+GATE_HEADROOM = 1.25
+
+
+def gate_near_copies(pool: ImageSet, train: ImageSet, val: ImageSet, extractor: Any,
+                     need: dict[str, int]) -> tuple[ImageSet, dict[str, int]]:
+    """Drop pool images the memorisation audit flags as near-copies of training images, then keep the first
+    ``need[c]`` survivors of each class; too few survivors stop the study with the numbers."""
+    from cxraug.metrics.memorisation import drop_near_copies
+
+    kept, res = drop_near_copies(pool, train, val, extractor=extractor, seed=0)
+    idx = []
+    for c, n in need.items():
+        members = np.flatnonzero(kept.labels == kept.classes.index(c))
+        if len(members) < n:
+            raise CxraugError(f"near-copy gate: only {len(members)} of the generated {c!r} images are not "
+                              f"near-copies of training images, the arms need {n}")
+        idx.append(members[:n])
+    return kept.subset(np.concatenate(idx)), {"generated": len(pool), "dropped": int(res["flagged"])}
 
 
 def _scheduled_checkpoints(spec: dict[str, Any], work: Path, train: ImageSet, val: ImageSet, extractor: Any,
