@@ -41,9 +41,9 @@ def test_train_resume_and_generate(phantoms, tmp_path) -> None:
     assert info["class"] == "COVID" and info["steps"] == 2 and info["n_train"] == info["train_counts"]["COVID"]
     assert info["config"]["diffaugment"] == ["translation", "color"] and info["config"]["ema_decay"] == 0.9
     assert CliRunner().invoke(app, [*args, "--steps", "4"]).exit_code != 0  # refuses to overwrite a run
-    res = CliRunner().invoke(app, [*args, "--steps", "4", "--resume"])
+    res = CliRunner().invoke(app, [*args, "--steps", "4", "--resume", "--devices", "2"])  # resumed under DDP
     assert res.exit_code == 0, res.output
-    assert Generator.load(run).step == 4
+    assert Generator.load(run).step == 4 and json.loads((run / "run.json").read_text())["devices"] == 2
 
     res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run), "--n", "5", "--out", str(tmp_path / "png"),
                                    "--seed", "3"])

@@ -18,7 +18,8 @@ def progress_enabled() -> bool:
     return os.environ.get("CXRAUG_PROGRESS", "1") != "0" and sys.stderr.isatty()
 
 
-def make_progress() -> Progress:
+def make_progress(enabled: bool = True) -> Progress:
+    """A Rich progress bar; silent when ``enabled`` is false or progress is off (not a terminal, CXRAUG_PROGRESS=0)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -27,7 +28,7 @@ def make_progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not progress_enabled(),
+        disable=not (enabled and progress_enabled()),
     )
 
 

@@ -49,7 +49,7 @@ from cxraug.augment import POLICIES
 from cxraug.classifiers.base import CLASSIFIERS, Classifier, build_classifier
 from cxraug.classifiers.heads import HEADS
 from cxraug.data.imageset import ImageSet, to_unit
-from cxraug.device import resolve_device, seed_everything
+from cxraug.device import make_fabric, resolve_device, seed_everything
 from cxraug.errors import CxraugError
 from cxraug.io import torch_load, torch_save, write_text
 from cxraug.ui import make_progress
@@ -234,20 +234,6 @@ def make_schedule(cfg: ClassifierConfig, opt: torch.optim.Optimizer,
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     return None
-
-
-def make_fabric(device: str, precision: str, devices: int = 1) -> Fabric:
-    """Fabric for ``device`` (auto/cpu/cuda); bf16-mixed on GPU unless precision says otherwise.
-
-    ``devices > 1``: DDP in spawned processes (``ddp_spawn``: NCCL on GPUs, gloo on CPU), so that it also runs
-    inside a library call (the study runner), not only from a script.
-    """
-    dev = resolve_device(device)
-    accelerator = "cuda" if dev.type == "cuda" else "cpu"
-    if precision == "auto":
-        precision = "bf16" if accelerator == "cuda" else "32"
-    return Fabric(accelerator=accelerator, devices=devices, strategy="auto" if devices == 1 else "ddp_spawn",
-                  precision="bf16-mixed" if precision == "bf16" else "32-true")
 
 
 @dataclass

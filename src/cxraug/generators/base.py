@@ -9,6 +9,16 @@ Three kinds (see :class:`GeneratorKind`):
 A model subclass implements :meth:`Generator.build`, :meth:`Generator.train_step` and
 :meth:`Generator._generate`; this class owns the rest: the step loop, CSV loss log, fixed-noise sample grids,
 ``last``/``best`` (by KID) and scheduled checkpoints, EMA, non-finite-loss stops and exact resume.
+
+``fit(..., devices=N)`` trains one model in N processes (Lightning Fabric ``ddp_spawn``: NCCL on GPUs, gloo on
+CPU). Every process builds the same model from the same seed and takes its share ``[rank::N]`` of each global
+batch of ``N * batch_size`` images; the gradients of every optimiser are averaged over the processes right
+before its step (an optimiser step pre-hook), so the weights stay identical; per-step noise (latents, diffusion
+timesteps) differs per process; rank 0 alone writes losses (its own), grids and checkpoints and scores KID.
+Gradients are averaged in the hook rather than by wrapping modules in ``DistributedDataParallel`` because GAN
+steps run a network several times per backward pass and back-propagate through the discriminator while only the
+generator's optimiser steps, which DDP's reducer does not support; the StyleGAN2-ADA reference code synchronises
+its gradients the same way. BatchNorm statistics are per process (as in DDP with ``broadcast_buffers=False``).
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import os
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -110,6 +122,7 @@ class Generator(ABC):
         self._data_rng = torch.Generator().manual_seed(cfg.seed)
         self._perm: torch.Tensor | None = None
         self._perm_pos = 0
+        self._rank, self._world = 0, 1  # set by a DDP process (fit(devices=N))
 
     # ----------------------------------------------------------------- model-specific
     @abstractmethod
@@ -209,15 +222,25 @@ class Generator(ABC):
             return train.of_class(train.classes[match_class(label, train.classes)])
         return train
 
-    def next_batch(self, train: ImageSet) -> Batch:
-        """Sample a batch by epoch-wise permutation (seeded, resumable). Translation models override."""
-        n = len(train)
-        b = min(self.config.batch_size, n)
+    def next_indices(self, n: int) -> np.ndarray:
+        """Indices into ``n`` training items of the next *global* batch (``processes * batch_size``): an epoch-wise
+        permutation from the seeded data RNG, identical in every DDP process. Take this process's share with
+        :meth:`shard`."""
+        b = min(self.config.batch_size * self._world, n)
         if self._perm is None or self._perm_pos + b > n:
             self._perm = torch.randperm(n, generator=self._data_rng)
             self._perm_pos = 0
         idx = self._perm[self._perm_pos:self._perm_pos + b].numpy()
         self._perm_pos += b
+        return idx
+
+    def shard(self, items: np.ndarray) -> np.ndarray:
+        """This process's share ``[rank::processes]`` of a global batch (everything in a single process)."""
+        return items[self._rank::self._world]
+
+    def next_batch(self, train: ImageSet) -> Batch:
+        """Sample a batch by epoch-wise permutation (seeded, resumable). Translation models override."""
+        idx = self.shard(self.next_indices(len(train)))
         x = torch.as_tensor(train.images[idx]).to(self.device).unsqueeze(1).float().div_(127.5).sub_(1.0)
         y = torch.as_tensor(train.labels[idx], device=self.device)
         return Batch(x=x, y=y)
@@ -230,13 +253,18 @@ class Generator(ABC):
         return self.sample(n, seed=10_000), None
 
     def fit(self, train: ImageSet, out_dir: str | Path, *, scorer: Scorer | None = None,
-            resume: bool = True, progress: bool = True) -> FitResult:
+            resume: bool = True, progress: bool = True, devices: int = 1) -> FitResult:
         """Train on ``train`` (training fold only) for the configured budget, writing into ``out_dir``.
 
         ``scorer`` rates samples against a fixed set of real *training or validation* images (never test);
         the checkpoint with the lowest KID is kept as ``best.pt``. With ``resume`` the run continues from
-        ``out_dir/checkpoints/last.pt`` exactly where it stopped.
+        ``out_dir/checkpoints/last.pt`` exactly where it stopped. ``devices=N > 1`` trains in N DDP processes
+        (module docstring; the scorer must then be picklable) and loads the final state back into this object.
         """
+        if devices < 1:
+            raise CxraugError(f"devices must be >= 1, got {devices}")
+        if devices > 1:
+            return self._fit_ddp(train, out_dir, scorer, resume, devices)
         if len(train) == 0:
             raise CxraugError(f"{self.name}: the training set is empty")
         if train.size != self.config.size:
@@ -248,13 +276,16 @@ class Generator(ABC):
         last = ckpt_dir / "last.pt"
         if resume and last.exists():
             self._load_full(io.torch_load(last, map_location=self.device))
+        if self._rank > 0:  # DDP: its own noise (rank 0 keeps the exact single-process stream)
+            torch.manual_seed(self.config.seed + 1_000_003 * self._rank + self.step)
+        writer = self._rank == 0
         total = self.total_steps(len(train))
-        log = _LossLog(out / "losses.csv", self.step)
-        tb = _tensorboard(out / "tb")
+        log = _LossLog(out / "losses.csv", self.step) if writer else None
+        tb = _tensorboard(out / "tb") if writer else None
         t0 = time.time()
         from cxraug.ui import make_progress
 
-        with make_progress() as prog:
+        with make_progress(enabled=progress and writer) as prog:
             task = prog.add_task(f"train {self.name}", total=total, completed=self.step)
             while self.step < total:
                 for m in self.modules().values():
@@ -270,6 +301,9 @@ class Generator(ABC):
                         f"the last good checkpoint is kept in {ckpt_dir}")
                 self.step += 1
                 self._update_ema()
+                prog.advance(task)
+                if not writer:
+                    continue
                 if self.step % self.config.log_every == 0 or self.step == total:
                     log.write(self.step, losses)
                     if tb is not None:
@@ -281,13 +315,26 @@ class Generator(ABC):
                     self._checkpoint(ckpt_dir, train, scorer, log)
                 if self.step in self.config.keep_steps:
                     io.torch_save(self._full_state(), ckpt_dir / f"step_{self.step:07d}.pt")
-                prog.advance(task)
         if tb is not None:
             tb.close()
-        if not last.exists():  # zero-step budget: still leave a loadable checkpoint
+        if writer and not last.exists():  # zero-step budget: still leave a loadable checkpoint
             self._checkpoint(ckpt_dir, train, scorer, None)
         return FitResult(steps=self.step, best_step=self.best["step"], best_kid=self.best["kid"],
                          wall_s=time.time() - t0, out_dir=str(out))
+
+    def _fit_ddp(self, train: ImageSet, out_dir: str | Path, scorer: Scorer | None, resume: bool,
+                 devices: int) -> FitResult:
+        """``fit`` in ``devices`` spawned processes; this object then holds rank 0's final state."""
+        from cxraug.device import make_fabric
+
+        fabric = make_fabric(str(self.device), devices=devices)
+        threads = max(1, torch.get_num_threads() // devices)
+        with tempfile.TemporaryDirectory(prefix="cxraug-ddp-") as tmp:
+            start = os.path.join(tmp, "start.pt")
+            io.torch_save(self._full_state(), start)  # every process starts from this object's state
+            result = fabric.launch(_fit_rank, type(self), start, threads, train, str(out_dir), scorer, resume)
+        self._load_full(io.torch_load(Path(out_dir) / "checkpoints" / "last.pt", map_location=self.device))
+        return result
 
     def _checkpoint(self, ckpt_dir: Path, train: ImageSet, scorer: Scorer | None, log: "_LossLog | None") -> None:
         if scorer is not None:
@@ -393,6 +440,45 @@ class Generator(ABC):
                   preprocess=state.get("preprocess"))
         gen._load_full(state)
         return gen
+
+
+def _average_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    """Optimiser step pre-hook of DDP training: replace every gradient by its mean over the processes."""
+    import torch.distributed as dist
+
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def rank_generator(fabric: Any, cls: type[Generator], start: str) -> Generator:
+    """In a DDP process: the generator of checkpoint ``start`` on this process's device, with its rank and the
+    gradient-averaging hook on every optimiser."""
+    state = io.torch_load(start, map_location=fabric.device)
+    gen = cls(cls.Config(**state["config"]), classes=state["classes"], device=fabric.device,
+              preprocess=state.get("preprocess"))
+    gen._load_full(state)
+    gen._rank, gen._world = fabric.global_rank, fabric.world_size
+    for opt in gen.optimizers().values():
+        opt.register_step_pre_hook(_average_gradients)
+    return gen
+
+
+def _fit_rank(fabric: Any, cls: type[Generator], start: str, threads: int, train: ImageSet, out_dir: str,
+              scorer: Scorer | None, resume: bool) -> FitResult:
+    """One DDP process of :meth:`Generator.fit`: the same model and state as the caller's, its data share."""
+    torch.set_num_threads(threads)
+    gen = rank_generator(fabric, cls, start)
+    result = gen.fit(train, out_dir, scorer=scorer, resume=resume, progress=fabric.global_rank == 0)
+    fabric.barrier()  # rank 0's last checkpoint is written before the caller reads it
+    return result
 
 
 class _LossLog:

@@ -102,6 +102,7 @@ def train_generator(
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps."),
     keep_steps: Optional[str] = typer.Option(None, "--keep-steps", help="Also keep these steps, e.g. 500,800."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    devices: int = typer.Option(1, "--devices", help="DDP processes for one model (GPUs, or CPU processes)."),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
 ) -> None:
     """Train one generator on the training fold. Example:
@@ -144,7 +145,7 @@ def train_generator(
     console.print(f"{model}: {len(fit_set)} training images ({', '.join(f'{k} {v}' for k, v in fit_set.counts().items() if v)}), "
                   f"{gen.total_steps(len(fit_set))} steps -> {out}")
     t0 = time.time()
-    res = gen.fit(fit_set, out, scorer=score, resume=resume)
+    res = gen.fit(fit_set, out, scorer=score, resume=resume, devices=devices)
     from cxraug import io
 
     io.write_json(out / "run.json", {
@@ -153,7 +154,8 @@ def train_generator(
         "train_counts": fit_set.counts(), "split": {"val_frac": val_frac, "test_frac": test_frac, "seed": split_seed,
                                                      "n_per_class": n_per_class},
         "scorer": None if score is None else {**score.describe(), "against": score_against},
-        "steps": res.steps, "best_step": res.best_step, "best_kid": res.best_kid, "wall_s": time.time() - t0})
+        "steps": res.steps, "best_step": res.best_step, "best_kid": res.best_kid, "devices": devices,
+        "wall_s": time.time() - t0})
     best = "" if res.best_kid is None else f", best KID {res.best_kid:.4g} at step {res.best_step}"
     console.print(f"{model}: {res.steps} steps in {res.wall_s / 60:.1f} min{best}; checkpoints in {out}/checkpoints")
 

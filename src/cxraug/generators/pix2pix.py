@@ -220,16 +220,13 @@ class Pix2Pix(Generator):
     def next_batch(self, train: ImageSet) -> Batch:
         """Source images (epoch-wise permutation) with their paired or random targets, jointly augmented."""
         src, paired, tgt = self._pairs(train)
-        b = min(self.config.batch_size, len(src))
-        if self._perm is None or self._perm_pos + b > len(src):
-            self._perm = torch.randperm(len(src), generator=self._data_rng)
-            self._perm_pos = 0
-        pick = self._perm[self._perm_pos:self._perm_pos + b].numpy()
-        self._perm_pos += b
+        pick = self.next_indices(len(src))
         if paired is None:
-            t_idx = tgt[torch.randint(len(tgt), (b,), generator=self._data_rng).numpy()]
+            t_idx = self.shard(tgt[torch.randint(len(tgt), (len(pick),), generator=self._data_rng).numpy()])
         else:
-            t_idx = paired[pick]
+            t_idx = self.shard(paired[pick])
+        pick = self.shard(pick)
+        b = len(pick)
         pair = torch.as_tensor(np.stack([train.images[src[pick]], train.images[t_idx]], 1)).to(self.device)
         pair = self._augment(pair.float().div_(127.5).sub_(1.0))
         y = torch.full((b,), self.target_index, dtype=torch.long, device=self.device)

@@ -18,6 +18,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from cxraug.device import sum_over_ranks
+
 Matrices = Callable[[int, float, int, torch.device], torch.Tensor]
 
 
@@ -177,9 +179,10 @@ class AdaptiveP:
         self._n += real_logits.numel()
         self._batches += 1
         if self._batches >= self.interval:
-            self.rt = self._sum / self._n
+            total, n = sum_over_ranks([self._sum, self._n])  # DDP: every process adjusts p from all of them
+            self.rt = total / n
             step = math.copysign(1.0, self.rt - self.target) if self.rt != self.target else 0.0
-            self.p = min(1.0, max(0.0, self.p + step * self._n / (self.kimg * 1000)))
+            self.p = min(1.0, max(0.0, self.p + step * n / (self.kimg * 1000)))
             self._sum, self._n, self._batches = 0.0, 0, 0
 
     def state_dict(self) -> dict[str, Any]:
