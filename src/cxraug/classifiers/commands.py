@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
+from cxraug.data.options import CacheDir, Clahe, Device, Devices, MaskCrop, SplitSeed, TestFrac, ValFrac
 from cxraug.errors import CxraugError
 from cxraug.ui import console
 
@@ -26,8 +27,8 @@ def train_classifier_cmd(
                               "simple-resnet18, ib-resnet, vgg16, inception-v3."),
     head: Optional[str] = typer.Option(None, "--head", help="Head preset (e.g. pisa-vgg16); default: the model's."),
     size: int = typer.Option(64, "--size", help="Image side in pixels (preprocessing and classifier input)."),
-    clahe: bool = typer.Option(False, "--clahe", help="CLAHE in preprocessing."),
-    mask_crop: bool = typer.Option(False, "--mask-crop", help="Crop to the lung mask's box where masks exist."),
+    clahe: Clahe = False,
+    mask_crop: MaskCrop = False,
     augment: Optional[str] = typer.Option(None, "--augment", help="Classical policy on the fly: fedoruk, keras, flip."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet': frozen ImageNet backbone."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local torchvision-format ImageNet weights."),
@@ -42,13 +43,13 @@ def train_classifier_cmd(
     class_weights: bool = typer.Option(False, "--class-weights", help="Weight the loss by inverse class counts."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Total optimiser steps instead of passes."),
     n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Training images per class (regime)."),
-    val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction (patient-level split)."),
-    test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction (patient-level split)."),
-    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the split and the regime draw."),
+    val_frac: ValFrac = 0.15,
+    test_frac: TestFrac = 0.15,
+    split_seed: SplitSeed = 0,
     seed: int = typer.Option(0, "--seed", help="Classifier seed (initialisation, batches, augmentation)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    devices: int = typer.Option(1, "--devices", help="DDP processes for one model (GPUs, or CPU processes)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
+    device: Device = "auto",
+    devices: Devices = 1,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Train a classifier on a patient-level split and evaluate it on the test split.
     Example: cxraug train-classifier --data ROOT --model resnet18 --size 128 --augment fedoruk --out runs/r18"""
@@ -86,7 +87,7 @@ def predict_cmd(
     images: list[Path] = typer.Argument(..., help="Image/DICOM files or folders."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="best.pt written by train-classifier."),
     out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default: print to stdout)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = "auto",
 ) -> None:
     """Class probabilities per image, preprocessed as the classifier's training data.
     Example: cxraug predict --checkpoint runs/r18/best.pt xrays/ --out predictions.csv"""

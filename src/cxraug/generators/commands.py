@@ -17,6 +17,7 @@ import numpy as np
 import typer
 from pydantic import ValidationError
 
+from cxraug.data.options import CacheDir, Clahe, Device, Devices, MaskCrop, SplitSeed, TestFrac, ValFrac
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Generator, GeneratorKind, Scorer
@@ -90,20 +91,20 @@ def train_generator(
     sets: list[str] = typer.Option([], "--set", help="Other config fields, key=value (JSON values); repeatable."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Thin the training fold to N/class."),
-    clahe: bool = typer.Option(False, "--clahe", help="CLAHE preprocessing."),
-    mask_crop: bool = typer.Option(False, "--mask-crop", help="Crop to the lung-mask box where masks exist."),
-    val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction of the patient split."),
-    test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction (never used here)."),
-    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the patient split and the regime."),
+    clahe: Clahe = False,
+    mask_crop: MaskCrop = False,
+    val_frac: ValFrac = 0.15,
+    test_frac: TestFrac = 0.15,
+    split_seed: SplitSeed = 0,
     seed: int = typer.Option(0, "--seed", help="Generator seed."),
     scorer: str = typer.Option("domain", "--scorer", help="Best-checkpoint features: domain, inception, none."),
     score_against: str = typer.Option("train", "--score-against", help="Real images for KID: train or val."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint/KID every K."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps."),
     keep_steps: Optional[str] = typer.Option(None, "--keep-steps", help="Also keep these steps, e.g. 500,800."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    devices: int = typer.Option(1, "--devices", help="DDP processes for one model (GPUs, or CPU processes)."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
+    device: Device = "auto",
+    devices: Devices = 1,
+    cache_dir: CacheDir = None,
 ) -> None:
     """Train one generator on the training fold. Example:
     cxraug train-generator --data ../shared/data/cxr/dev --class COVID --model dcgan --size 64 --steps 2000
@@ -187,7 +188,7 @@ def generate(
                                          help="Translation models: dataset root whose training-fold source-class "
                                               "images are translated (cycled)."),
     target: Optional[str] = typer.Option(None, "--target", help="Translation models: the output class (checked)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = "auto",
 ) -> None:
     """Sample a trained generator into PNG files with a manifest (file, label, seed, index, model, step). Example:
     cxraug generate --checkpoint runs/dcgan-covid --n 1000 --out runs/dcgan-covid/png"""

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from cxraug.data.options import CacheDir, Clahe, MaskCrop, SplitSeed, TestFrac, ValFrac
+
 
 def evaluate_images_command(
     real: str = typer.Option(..., "--real", help="Dataset root (or 'phantom'): its training split is the "
@@ -22,14 +24,14 @@ def evaluate_images_command(
                                                       "(calibrated on validation images), gallery PNG beside --out."),
     real_split: str = typer.Option("train", "--real-split", help="train or val."),
     size: Optional[int] = typer.Option(None, "--size", help="Preprocessing size; default: the synthetic size."),
-    clahe: bool = typer.Option(False, "--clahe", help="CLAHE preprocessing of the real images."),
-    mask_crop: bool = typer.Option(False, "--mask-crop", help="Lung-mask crop of the real images."),
-    val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction of the patient split."),
-    test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction (held out, never used)."),
-    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the patient split."),
+    clahe: Clahe = False,
+    mask_crop: MaskCrop = False,
+    val_frac: ValFrac = 0.15,
+    test_frac: TestFrac = 0.15,
+    split_seed: SplitSeed = 0,
     n_boot: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for FID/KID intervals (0: off)."),
     encoder_epochs: int = typer.Option(8, "--encoder-epochs", help="Domain encoder training epochs."),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Preprocessed-image cache folder."),
+    cache_dir: CacheDir = None,
     encoder_dir: Optional[str] = typer.Option(None, "--encoder-dir", help="Domain encoder cache folder."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON report here."),
     seed: int = typer.Option(0, "--seed", help="Seed of subsets, bootstrap and random pairs."),
