@@ -3,9 +3,11 @@
 Registry-driven: every model in ``cxraug.generators.GENERATORS`` is timed unless ``--models`` names some.
 Training: ``--steps`` timed ``train_step`` calls after one warm-up step on random 64 px images, batch 64;
 images/s counts the real images each step consumes (WGAN-GP: ``n_critic`` batches per step). Sampling:
-``sample(--n)`` after a warm-up. A model that cannot be built (e.g. missing weights) gets an ``error``.
+``sample(--sample)`` after a warm-up; diffusion models also at each ``--sample-steps`` DDIM step count. A model
+that cannot be built (e.g. missing weights) gets an ``error``.
 
 Example: nice python bench/generators.py --models dcgan,wgan-gp --steps 5 --threads 1 > bench-gen.json
+         nice python bench/generators.py --models ddpm --size 32 --batch 32 --sample 64 --sample-steps 10,50
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from cxraug.generators.base import GeneratorKind
 CLASSES = ["COVID", "Normal"]
 
 
-def bench_model(name: str, size: int, batch: int, steps: int, n_sample: int) -> dict:
+def bench_model(name: str, size: int, batch: int, steps: int, n_sample: int,
+                sample_steps: list[int]) -> dict:
     cls = GENERATORS.get(name)
     gen = cls({"size": size, "batch_size": batch}, classes=CLASSES if cls.kind is not GeneratorKind.UNCONDITIONAL
               else CLASSES[:1])
@@ -45,14 +48,23 @@ def bench_model(name: str, size: int, batch: int, steps: int, n_sample: int) -> 
     train_s = time.perf_counter() - t0
     source = train.images[:n_sample] if cls.kind is GeneratorKind.TRANSLATION else None
     k = n_sample if source is None else len(source)
-    gen.sample(min(k, 8), source=None if source is None else source[:8])  # warm-up
-    t0 = time.perf_counter()
-    gen.sample(k, source=source, seed=1)
-    sample_s = time.perf_counter() - t0
-    return {"kind": cls.kind.value, "train_images_per_s": round(seen / train_s, 2),
-            "train_steps_per_s": round(steps / train_s, 3), "images_per_step": seen // steps,
-            "sample_images_per_s": round(k / sample_s, 1),
-            "parameters": sum(p.numel() for m in gen.modules().values() for p in m.parameters())}
+
+    def sampling_rate() -> float:
+        gen.sample(min(k, 8), source=None if source is None else source[:8])  # warm-up
+        t0 = time.perf_counter()
+        gen.sample(k, source=source, seed=1)
+        return round(k / (time.perf_counter() - t0), 1)
+
+    out = {"kind": cls.kind.value, "train_images_per_s": round(seen / train_s, 2),
+           "train_steps_per_s": round(steps / train_s, 3), "images_per_step": seen // steps,
+           "sample_images_per_s": sampling_rate(),
+           "parameters": sum(p.numel() for m in gen.modules().values() for p in m.parameters())}
+    if "sample_steps" in gen.Config.model_fields:  # diffusion: the rate at each number of DDIM steps
+        out["sample_steps_default"] = gen.config.sample_steps
+        for n_steps in sample_steps:
+            gen.config.sample_steps = n_steps
+            out[f"sample_images_per_s_{n_steps}_steps"] = sampling_rate()
+    return out
 
 
 def main() -> None:
@@ -63,6 +75,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--sample", type=int, default=256, help="images sampled for the sampling rate")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sample-steps", default="10,50", help="diffusion models: DDIM step counts to time sampling at")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = [m for m in args.models.split(",") if m] or GENERATORS.names()
@@ -70,7 +83,8 @@ def main() -> None:
     for name in names:
         torch.manual_seed(0)
         try:
-            results[name] = bench_model(name, args.size, args.batch, args.steps, args.sample)
+            results[name] = bench_model(name, args.size, args.batch, args.steps, args.sample,
+                                        [int(v) for v in args.sample_steps.split(",") if v])
         except Exception as exc:  # noqa: BLE001 - report per model, keep benchmarking the others
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps({"benchmark": "generators", "device": "cpu", "threads": args.threads, "size": args.size,
