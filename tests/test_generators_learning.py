@@ -7,10 +7,10 @@ images) that a mean-image generator does not reach, and almost never be flagged 
 memorisation audit. Sample grids and the numbers are left in the test's ``tmp_path`` (``learning.json``,
 ``<class>/samples/``).
 
-Measured (CPU, 600 steps per class): recognised 0.785 / 0.91 / 0.71 (Normal / COVID / Viral Pneumonia),
-coverage 0.13 / 0.35 / 0.155 against a real-vs-real coverage of 0.965 / 0.975 / 0.95, 0 % flagged. The issue
-asks for coverage >= half the real-vs-real value; this budget reaches about a sixth to a third of it, so the
-asserted floor is 0.1 absolute (the mean image scores ~0) - a known gap, see BENCHMARKS.md.
+Measured (CPU, one thread, 1800 steps per class, ~300 CPU-s each): recognised 0.895 / 0.985 / 0.95 (Normal / COVID /
+Viral Pneumonia), coverage 0.715 / 0.825 / 0.70 against a real-vs-real coverage of 0.965 / 0.975 / 0.95, 0 %
+flagged. At 600 steps coverage was only 0.13 / 0.35 / 0.155 and at 1200 steps Normal reached 0.455 (< half of
+0.965), hence the budget (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cxraug.metrics.memorisation import audit
 from generator_eval import coverage, phantom_set, recognition, train_judge
 
 CLASSES = ["Normal", "COVID", "Viral Pneumonia"]
-STEPS = 600
+STEPS = 1800
 
 
 @pytest.mark.slow
@@ -58,6 +58,7 @@ def test_per_class_dcgans_learn_phantom_classes(tmp_path) -> None:
     print(json.dumps(report, indent=2))
     for name, r in report.items():
         assert r["recognised"] > 0.6, (name, r)  # chance is 1/3
-        assert r["coverage"] >= 0.1 > r["mean_image_coverage"], (name, r)
+        assert r["coverage"] >= 0.5 * r["real_vs_real_coverage"], (name, r)
+        assert r["mean_image_coverage"] < 0.1, (name, r)  # a generator emitting the mean image fails
         assert r["fraction_flagged"] <= 0.05, (name, r)
     assert np.mean([r["recognised"] for r in report.values()]) > 0.75, report
