@@ -209,8 +209,8 @@ class Generator(ABC):
     # ----------------------------------------------------------------- training loop
     def total_steps(self, n_train: int) -> int:
         c = self.config
-        if c.epochs is not None:
-            return max(1, math.ceil(c.epochs * n_train / c.batch_size))
+        if c.epochs is not None:  # a step consumes one global batch: every DDP process's share of it
+            return max(1, math.ceil(c.epochs * n_train / (c.batch_size * self._world)))
         return c.steps
 
     def training_set(self, train: ImageSet, label: str | None = None) -> ImageSet:
