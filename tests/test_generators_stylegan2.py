@@ -234,50 +234,39 @@ def test_resume_equals_uninterrupted_and_keeps_ada_p(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ evidence of learning (slow)
-def phantom_set(n_per_class: int, seed: int) -> ImageSet:
-    """32 px phantoms at full lesion severity, ``n_per_class`` of each class."""
-    from cxraug.data.phantom import PHANTOM_CLASSES, draw_phantoms
-
-    images = [draw_phantoms(c, n_per_class, 32, seed=seed, severity=1.0)[0] for c in PHANTOM_CLASSES]
-    return ImageSet(images=np.concatenate(images), labels=np.repeat(np.arange(len(PHANTOM_CLASSES)), n_per_class),
-                    classes=list(PHANTOM_CLASSES))
-
-
-#: the cpu preset shrunk to 32 px for the slow test (about 0.25 CPU-s per step on one thread)
+#: the cpu preset shrunk to 32 px for the slow test (about 0.17 CPU-s per step on one thread)
 SLOW = {"size": 32, "batch_size": 16, "latent_dim": 64, "channel_base": 512, "channel_max": 64, "ema_decay": 0.99,
-        "ada_kimg": 5, "steps": 1000, "log_every": 50, "sample_every": 1000, "checkpoint_every": 1000}
+        "ada_kimg": 5, "steps": 3000, "log_every": 50, "sample_every": 1000, "checkpoint_every": 1000}
 
 
 @pytest.mark.slow
 def test_learns_the_phantom_classes_in_cpu_minutes(tmp_path) -> None:
-    """1000 steps (about 4 CPU-minutes) on 32 px phantoms. Measured (seeded, one thread): samples recognised
-    as their class 0.94 / 0.72 / 0.42 / 0.26 (COVID / Normal / Viral Pneumonia / Lung_Opacity; real held-out
-    images 0.88 / 0.86 / 0.59 / 0.65, chance 0.25), coverage 0.765 against real-vs-real 0.873. The focal
-    Lung_Opacity lesion is not learnt at this budget, so three of the four classes must clear the bar."""
-    from cxraug.metrics.encoder import EncoderConfig, load_or_train_encoder
-    from cxraug.metrics.features import get_extractor
-    from cxraug.metrics.prdc import prdc
+    """3000 steps (about 9 CPU-minutes) on 32 px phantoms of the four classes, 200 per class. A judge CNN
+    trained on the real phantoms must recognise the samples of every class well above chance (0.25) and each
+    class's PRDC coverage (judge features, against that class's real training images) must be at least half
+    the real-vs-real coverage. Measured: recognised 0.96 / 0.70 / 0.86 / 0.55 (COVID / Normal / Viral Pneumonia
+    / Lung_Opacity; the judge recognises real held-out phantoms 0.94 / 0.84 / 0.89 / 0.66), coverage 0.75 / 0.60
+    / 0.72 / 0.605 against real-vs-real 0.825 / 0.895 / 0.75 / 0.845. At 1000 steps coverage was 0.27 / 0.10 /
+    0.085 / 0.265 and Lung_Opacity was recognised 0.41, at 2000 steps 0.36 (BENCHMARKS.md)."""
+    from cxraug.data.phantom import PHANTOM_CLASSES
+    from generator_eval import coverage, phantom_set, recognition, train_judge
 
-    train, held = phantom_set(200, seed=0), phantom_set(100, seed=1)
-    gen = StyleGAN2ADA(SLOW, classes=train.classes)
+    classes = list(PHANTOM_CLASSES)
+    train, held = phantom_set(classes, 200, 32, seed=0), phantom_set(classes, 100, 32, seed=1)
+    judge = train_judge(train)
+    gen = StyleGAN2ADA(SLOW, classes=classes)
     gen.fit(train, tmp_path / "run", progress=False)
-    labels = np.repeat(np.arange(4), 100)
-    fake = gen.sample(len(labels), label=labels, seed=7)
+    labels = np.repeat(np.arange(len(classes)), 100)
+    fake = gen.sample(len(labels), label=labels, seed=0)
 
-    clf, record = load_or_train_encoder(train, EncoderConfig(size=32, epochs=16), cache_dir=tmp_path / "enc")
-    real_acc = _per_class_accuracy(clf.predict_proba(held.images, device="cpu"), held.labels)
-    fake_acc = _per_class_accuracy(clf.predict_proba(fake, device="cpu"), labels)
-    features = get_extractor("domain", weights=record["path"])
-    reference = features(train.images)
-    cov_real = prdc(reference, features(held.images))["coverage"]
-    cov_fake = prdc(reference, features(fake))["coverage"]
-    report = f"real acc {np.round(real_acc, 2)}, sample acc {np.round(fake_acc, 2)}, coverage {cov_fake:.3f} " \
-             f"(real-vs-real {cov_real:.3f}), ADA p {gen.ada.p:.3f}"
+    real_rec = recognition(judge, held.images, held.labels)
+    rec = recognition(judge, fake, labels)
+    cov = [coverage(judge, train.images[train.labels == c], fake[labels == c]) for c in range(len(classes))]
+    cov_real = [coverage(judge, train.images[train.labels == c], held.images[held.labels == c])
+                for c in range(len(classes))]
+    report = f"judge on real {real_rec}, on samples {rec}, coverage {np.round(cov, 3)} " \
+             f"(real-vs-real {np.round(cov_real, 3)}), ADA p {gen.ada.p:.3f}"
     print(report)
-    assert fake_acc.mean() > 0.45 and np.sort(fake_acc)[1] > 0.35, report  # chance is 0.25
-    assert cov_fake >= 0.5 * cov_real, report
-
-
-def _per_class_accuracy(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    pred = proba.argmax(1)
-    return np.array([(pred[labels == c] == c).mean() for c in np.unique(labels)])
+    assert min(real_rec.values()) > 0.6, report  # the judge itself must know the classes
+    assert min(rec.values()) > 0.45 and np.mean(list(rec.values())) > 0.65, report  # chance is 0.25
+    assert all(f >= 0.5 * r for f, r in zip(cov, cov_real)), report
