@@ -110,15 +110,24 @@ def test_save_load_sample_identical_and_exact_resume(tmp_path):
 
 
 @pytest.mark.slow
-def test_phantom_classes_are_recognised_in_the_best_checkpoint(tmp_path):
-    """A short run on 32 px phantoms of the study's three classes; the checkpoint with the best class-wise KID
-    (in the features of a classifier trained on real phantoms) yields samples that this classifier assigns to
-    the requested class well above chance (1/3). Coverage is printed: ACGAN collapses within classes here."""
+def test_phantom_classes_are_learnt_in_the_best_checkpoint(tmp_path):
+    """6000 steps (about 7 CPU-minutes) on 32 px phantoms of the study's three classes, 300 per class. The
+    checkpoint with the best class-wise KID (in the features of a judge CNN trained on the real phantoms) must
+    yield samples the judge assigns to the requested class well above chance (1/3), with a per-class PRDC
+    coverage of at least half the real-vs-real coverage. Measured: best step 6000, recognition 0.97 / 0.95 /
+    0.68, coverage 0.723 / 0.697 / 0.463 against real-vs-real 0.893 / 0.923 / 0.823.
+
+    Two settings differ from the paper's defaults, both needed here (BENCHMARKS.md): discriminator dropout 0
+    instead of 0.5 (with 0.5 the discriminator barely separates real from fake, adversarial loss ~1.2-1.35
+    against 1.39 for guessing, and the samples of a class stay near-identical grainy copies: coverage <= 0.06 at
+    every checkpoint to 3000 steps, also with batch 64 or a minibatch-std channel) and an EMA of the generator
+    (0.99): without it, coverage oscillates between checkpoints and the best-KID one had Viral Pneumonia at 0.32."""
     from generator_eval import coverage, phantom_set, recognition, train_judge
 
     from cxraug.metrics.kid import kid
 
     train = phantom_set(CLASSES, 300, 32, seed=0)
+    held = phantom_set(CLASSES, 150, 32, seed=1)
     judge = train_judge(train)
     real = {c: judge.features(train.images[train.labels == c]) for c in range(3)}
 
@@ -127,8 +136,8 @@ def test_phantom_classes_are_recognised_in_the_best_checkpoint(tmp_path):
         return {"kid": float(np.mean([kid(real[c], feats[labels == c], n_subsets=10, n_boot=0)["kid"]
                                       for c in range(3)]))}
 
-    gen = ACGAN({"size": 32, "g_width": 128, "d_width": 32, "batch_size": 32, "steps": 600, "kid_samples": 150,
-                 "checkpoint_every": 100, "sample_every": 1000}, classes=CLASSES)
+    gen = ACGAN({"size": 32, "g_width": 128, "d_width": 32, "dropout": 0.0, "ema_decay": 0.99, "batch_size": 32,
+                 "steps": 6000, "kid_samples": 150, "checkpoint_every": 750, "sample_every": 3000}, classes=CLASSES)
     res = gen.fit(train, tmp_path, scorer=scorer, progress=False)
     best = Generator.load(tmp_path)
     assert best.step == res.best_step
@@ -136,5 +145,9 @@ def test_phantom_classes_are_recognised_in_the_best_checkpoint(tmp_path):
     fake = best.sample(len(labels), label=labels, seed=0)
     rec = recognition(judge, fake, labels)
     cov = [coverage(judge, train.images[train.labels == c], fake[labels == c]) for c in range(3)]
-    print(f"best step {res.best_step}: recognition {rec}, coverage {np.round(cov, 3)}")
-    assert all(r > 0.6 for r in rec.values()), rec
+    cov_real = [coverage(judge, train.images[train.labels == c], held.images[held.labels == c]) for c in range(3)]
+    report = f"best step {res.best_step}: recognition {rec}, coverage {np.round(cov, 3)} " \
+             f"(real-vs-real {np.round(cov_real, 3)})"
+    print(report)
+    assert all(r > 0.6 for r in rec.values()), report
+    assert all(f >= 0.5 * r for f, r in zip(cov, cov_real)), report

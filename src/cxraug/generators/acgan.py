@@ -20,6 +20,12 @@ Output size: the number of up-sampling blocks ``k`` is the largest with ``size /
 112 px has 4), 28 px starts from 7 x 7 with 2 blocks, and 32/64/128 px start from 4 x 4 with 3/4/5 blocks.
 The small sizes are for tests and the cpu-scale protocol; ``g_width`` shrinks the model there.
 
+Discriminator dropout is the paper's 0.5 by default. On 32 px phantoms (300 per class) that discriminator barely
+tells real from fake (adversarial loss ~1.2-1.35, guessing is 1.39) and each class collapses to one grainy image
+(coverage <= 0.06 up to 3000 steps); with ``dropout: 0`` and a generator EMA (``ema_decay: 0.99``) per-class
+coverage reaches 0.46-0.72 at 6000 steps, about half to four fifths of real-vs-real (BENCHMARKS.md). Try both
+when the samples of a class look alike.
+
 ACGAN is known to peak and then collapse, so train with a per-class scorer
 (``cxraug.metrics.scorer.make_scorer(real_images, real_labels)`` scores each class against its own real
 images and averages): ``fit`` keeps the checkpoint with the lowest class-wise KID as ``best.pt``.
@@ -47,7 +53,7 @@ class ACGANConfig(GeneratorConfig):
     g_width: int = Field(1024, ge=8, description="channels of the generator's first s0 x s0 map")
     d_width: int = Field(64, ge=4, description="channels of the discriminator's first block")
     up_blocks: int | None = Field(None, ge=1, le=7, description="up-sampling blocks; None = from size")
-    dropout: float = Field(0.5, ge=0, lt=1, description="discriminator dropout")
+    dropout: float = Field(0.5, ge=0, lt=1, description="discriminator dropout (paper 0.5; 0 if a class collapses)")
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     class_weight: float = Field(1.0, ge=0, description="weight of the auxiliary class loss (D and G)")
