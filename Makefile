@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cxraug-installed
 OUT    ?= runs/quickstart
+# test processes (pytest-xdist); each uses one torch thread, so 2 fill a 2-core CI machine
+WORKERS ?= 2
 
 .PHONY: demo test test-fast install clean
 
@@ -19,10 +21,10 @@ demo: $(STAMP)
 	$(BIN)/cxraug study configs/quickstart.yaml --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

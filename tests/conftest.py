@@ -13,6 +13,12 @@ torch.set_num_threads(int(os.environ.get("CXRAUG_TEST_THREADS", "1")))
 DEV_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "cxr", "dev")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: under ``make test``'s parallel workers the long ones start early and the short ones
+    fill in around them, instead of one long test finishing alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     np.random.seed(0)

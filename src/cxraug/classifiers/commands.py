@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 
 from cxraug.data.options import CacheDir, Clahe, Device, Devices, MaskCrop, SplitSeed, TestFrac, ValFrac
 from cxraug.errors import CxraugError
@@ -108,7 +109,7 @@ def predict_cmd(
         write_predictions_csv(rows, out)
         console.print(f"{len(rows) - len(skipped)} images predicted -> {out}")
     for r in skipped:
-        console.print(f"[yellow]skipped[/] {r['path']}: {r['error']}")
+        console.print(f"[yellow]skipped[/] {escape(r['path'])}: {escape(r['error'])}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -265,14 +265,15 @@ def _table(title: str, rows: dict[str, dict[str, int]], columns: list[str] | Non
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """Human-readable inspect report (Rich tables; warnings last, in red)."""
+    """Human-readable inspect report (Rich tables; warnings last, in red). Lines naming files are not wrapped,
+    so that a path can be copied from the terminal."""
     console.print(f"[bold]{escape(report['root'])}[/] layout={report['layout']}: {report['n_usable']} usable of "
                   f"{report['n_files']} files, {report['patients']} patient groups "
-                  f"({report['images_without_patient_id']} images without patient id)")
+                  f"({report['images_without_patient_id']} images without patient id)", soft_wrap=True)
     console.print(_table("usable images", {c: {"images": n} for c, n in report["classes"].items()}))
     console.print(escape(f"modes: {report['modes']}; sizes: {report['sizes']}"))
     for s in report["skipped"][:MAX_LISTED]:
-        console.print(escape(f"  skipped {s['path']}: {s['reason']}"))
+        console.print(escape(f"  skipped {s['path']}: {s['reason']}"), soft_wrap=True)
     dup = report["duplicates"]
     console.print(f"duplicates: {dup['exact_pairs']} exact pair(s), {dup['near_pairs']} near pair(s) "
                   f"(pHash distance <= {dup['max_distance']}, thumbnail correlation >= {NEAR_CORR})")
@@ -284,4 +285,4 @@ def print_report(report: dict[str, Any]) -> None:
     for column, entry in report["confounds"].items():
         console.print(_table(f"class x {column}", entry["table"]))
     for w in report["warnings"]:
-        console.print(f"[bold red]WARNING[/] {escape(w)}")
+        console.print(f"[bold red]WARNING[/] {escape(w)}", soft_wrap=True)
