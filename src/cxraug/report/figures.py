@@ -111,7 +111,8 @@ def curves_figure(rows: list[dict[str, Any]], title: str) -> str:
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:  # a panel whose columns are all empty gets no legend
+            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return figure_uri(fig)
@@ -132,7 +133,8 @@ def checkpoint_figure(rows: list[dict[str, Any]], title: str) -> str:
         ax.set_xlabel("step")
         ax.set_ylabel(metric.upper() + " (dashed: real-vs-real floor)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:  # a panel whose columns are all empty gets no legend
+            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return figure_uri(fig)
