@@ -56,12 +56,30 @@ def test_train_resume_and_generate(phantoms, tmp_path) -> None:
     np.testing.assert_array_equal(imgs, Generator.load(run).sample(5, seed=3))
 
 
+def test_pix2pix_source_and_target_classes(phantoms, tmp_path) -> None:
+    run = tmp_path / "p2p"
+    args = ["train-generator", "--data", phantoms, "--model", "pix2pix", "--source", "covid", "--target", "Normal",
+            "--size", "16", "--steps", "2", "--batch-size", "2", "--set", "g_width=4", "--set", "d_width=4",
+            "--scorer", "none", "--out", str(run)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    gen = Generator.load(run)
+    assert (gen.source_class, gen.target_class) == ("COVID", "Normal")  # the defaults are Normal -> COVID
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run), "--n", "3", "--source", phantoms,
+                                   "--target", "normal", "--out", str(tmp_path / "png")])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "png" / "manifest.csv") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == ["Normal"] * 3
+
+
 def test_user_errors_are_one_line(phantoms, tmp_path) -> None:
     base = ["train-generator", "--data", phantoms, "--size", "16", "--out", str(tmp_path / "r"), "--scorer", "none"]
     for extra, msg in ((["--model", "dcgan"], "--class"),
                        (["--model", "dcgan", "--class", "COVID", "--set", "bogus=1"], "bogus"),
                        (["--model", "dcgan", "--class", "COVID", "--diffaugment", "warp"], "diffaugment"),
                        (["--model", "nosuch", "--class", "COVID"], "known"),
-                       (["--model", "dcgan", "--class", "COVID", "--score-against", "test"], "never test")):
+                       (["--model", "dcgan", "--class", "COVID", "--score-against", "test"], "never test"),
+                       (["--model", "dcgan", "--class", "COVID", "--source", "Normal"], "translation models"),
+                       (["--model", "pix2pix", "--source", "COVID", "--target", "covid"], "same class")):
         res = CliRunner().invoke(app, base + extra)
         assert res.exit_code != 0 and msg in str(res.exception), (extra, res.exception)

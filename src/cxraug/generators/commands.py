@@ -80,6 +80,8 @@ def train_generator(
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints/, samples/, losses.csv, run.json)."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset root; omitted = the built-in phantom data."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class to model (needed by unconditional models)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Translation models: input class, e.g. Normal."),
+    target: Optional[str] = typer.Option(None, "--target", help="Translation models: output class, e.g. COVID."),
     size: int = typer.Option(64, "--size", help="Image size (preprocessing and generator)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Generator updates (default: the model's)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Budget in epochs instead of steps."),
@@ -106,9 +108,11 @@ def train_generator(
     devices: Devices = 1,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Train one generator on the training fold. Example:
+    """Train one generator on the training fold. Examples:
     cxraug train-generator --data ../shared/data/cxr/dev --class COVID --model dcgan --size 64 --steps 2000
-    --out runs/dcgan-covid --diffaugment translation,cutout,color"""
+    --out runs/dcgan-covid --diffaugment translation,cutout,color;
+    cxraug train-generator --data ../shared/data/cxr/dev --model pix2pix --source Normal --target COVID --size 64
+    --out runs/pix2pix"""
     from cxraug.data import PreprocessConfig, apply_regime, load_splits
     from cxraug.device import resolve_device
     from cxraug.ui import console
@@ -116,6 +120,8 @@ def train_generator(
     gcls = GENERATORS.get(model)
     if gcls.kind is GeneratorKind.UNCONDITIONAL and cls is None:
         raise CxraugError(f"{model} models one class: pass --class (e.g. --class COVID)")
+    if (source or target) and gcls.kind is not GeneratorKind.TRANSLATION:
+        raise CxraugError(f"--source/--target are for translation models (e.g. pix2pix), not {model}")
     if score_against not in ("train", "val"):
         raise CxraugError(f"--score-against must be train or val (never test), got {score_against!r}")
     if (out / "checkpoints" / "last.pt").exists() and not resume:
@@ -128,6 +134,7 @@ def train_generator(
              "checkpoint_every": checkpoint_every, "sample_every": sample_every,
              "diffaugment": None if diffaugment is None else [d.strip() for d in diffaugment.split(",") if d.strip()],
              "keep_steps": None if keep_steps is None else [int(k) for k in keep_steps.split(",") if k.strip()]}
+    named.update(source=source, target=target)
     options.update({k: v for k, v in named.items() if v is not None})
     if gcls.kind is GeneratorKind.UNCONDITIONAL:
         from cxraug.data.names import match_class
