@@ -56,6 +56,27 @@ def test_train_resume_and_generate(phantoms, tmp_path) -> None:
     np.testing.assert_array_equal(imgs, Generator.load(run).sample(5, seed=3))
 
 
+def test_conditional_model_samples_the_requested_label(phantoms, tmp_path) -> None:
+    run = tmp_path / "acgan"
+    res = CliRunner().invoke(app, ["train-generator", "--data", phantoms, "--model", "acgan", "--size", "16",
+                                   "--steps", "2", "--batch-size", "4", "--set", "g_width=8", "--set", "d_width=4",
+                                   "--scorer", "none", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    gen = Generator.load(run)
+    assert gen.classes == ["COVID", "Normal"]
+    for label, expect in (("normal", ["Normal"] * 4), (None, ["COVID", "Normal"] * 2)):
+        png = tmp_path / f"png-{label}"
+        res = CliRunner().invoke(app, ["generate", "--checkpoint", str(run), "--n", "4", "--seed", "5",
+                                       "--out", str(png), *(["--label", label] if label else [])])
+        assert res.exit_code == 0, res.output
+        with open(png / "manifest.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["label"] for r in rows] == expect
+        imgs = np.stack([np.asarray(Image.open(png / r["file"])) for r in rows])
+        idx = [gen.classes.index(c) for c in expect]
+        np.testing.assert_array_equal(imgs, gen.sample(4, label=idx, seed=5))
+
+
 def test_pix2pix_source_and_target_classes(phantoms, tmp_path) -> None:
     run = tmp_path / "p2p"
     args = ["train-generator", "--data", phantoms, "--model", "pix2pix", "--source", "covid", "--target", "Normal",
