@@ -131,10 +131,9 @@ def train_generator(
     train = splits.train if n_per_class is None else apply_regime(splits.train, n_per_class, seed=split_seed)
     options: dict[str, Any] = {"size": size, "seed": seed, **parse_sets(sets)}
     named = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "lr": lr, "ema_decay": ema,
-             "checkpoint_every": checkpoint_every, "sample_every": sample_every,
+             "checkpoint_every": checkpoint_every, "sample_every": sample_every, "source": source, "target": target,
              "diffaugment": None if diffaugment is None else [d.strip() for d in diffaugment.split(",") if d.strip()],
              "keep_steps": None if keep_steps is None else [int(k) for k in keep_steps.split(",") if k.strip()]}
-    named.update(source=source, target=target)
     options.update({k: v for k, v in named.items() if v is not None})
     if gcls.kind is GeneratorKind.UNCONDITIONAL:
         from cxraug.data.names import match_class
