@@ -95,6 +95,15 @@ def confusion_figure(matrices: dict[str, np.ndarray], classes: Sequence[str], ti
     return figure_uri(fig)
 
 
+def _step_axes(ax: Any, ylabel: str) -> None:
+    """Training step on x, ``ylabel`` on y, a light grid and a legend (none when nothing was plotted)."""
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+
+
 def curves_figure(rows: list[dict[str, Any]], title: str) -> str:
     """Training losses by step (left) and checkpoint scores, the ``eval_*`` columns, by step (right)."""
     columns = [k for k in rows[0] if k != "step"] if rows else []
@@ -108,11 +117,7 @@ def curves_figure(rows: list[dict[str, Any]], title: str) -> str:
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker="." if len(pts) < 30 else None, label=key.removeprefix("eval_"))
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        if ax.lines:  # a panel whose columns are all empty gets no legend
-            ax.legend(fontsize=7)
+        _step_axes(ax, label)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return figure_uri(fig)
@@ -130,11 +135,7 @@ def checkpoint_figure(rows: list[dict[str, Any]], title: str) -> str:
             steps, vals, floor = zip(*sel)
             line = ax.plot(steps, vals, marker=".", label=cls)[0]
             ax.plot(steps, floor, linestyle="--", color=line.get_color(), alpha=0.6)
-        ax.set_xlabel("step")
-        ax.set_ylabel(metric.upper() + " (dashed: real-vs-real floor)")
-        ax.grid(alpha=0.3)
-        if ax.lines:  # a panel whose columns are all empty gets no legend
-            ax.legend(fontsize=7)
+        _step_axes(ax, metric.upper() + " (dashed: real-vs-real floor)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return figure_uri(fig)
