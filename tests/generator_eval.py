@@ -65,3 +65,8 @@ def recognition(judge: Judge, images: np.ndarray, labels: np.ndarray) -> dict[in
 def coverage(judge: Judge, real: np.ndarray, fake: np.ndarray, k: int = 5) -> float:
     """PRDC coverage (cxraug.metrics) of ``fake`` against ``real`` in the judge's feature space."""
     return prdc(judge.features(real), judge.features(fake), k=k)["coverage"]
+
+
+def class_coverage(judge: Judge, train: ImageSet, images: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Per class of ``train``: coverage of ``images[labels == c]`` against that class's training images."""
+    return [coverage(judge, train.images[train.labels == c], images[labels == c]) for c in range(len(train.classes))]

@@ -249,7 +249,7 @@ def test_learns_the_phantom_classes_in_cpu_minutes(tmp_path) -> None:
     / 0.72 / 0.605 against real-vs-real 0.825 / 0.895 / 0.75 / 0.845. At 1000 steps coverage was 0.27 / 0.10 /
     0.085 / 0.265 and Lung_Opacity was recognised 0.41, at 2000 steps 0.36 (BENCHMARKS.md)."""
     from cxraug.data.phantom import PHANTOM_CLASSES
-    from generator_eval import coverage, phantom_set, recognition, train_judge
+    from generator_eval import class_coverage, phantom_set, recognition, train_judge
 
     classes = list(PHANTOM_CLASSES)
     train, held = phantom_set(classes, 200, 32, seed=0), phantom_set(classes, 100, 32, seed=1)
@@ -261,9 +261,7 @@ def test_learns_the_phantom_classes_in_cpu_minutes(tmp_path) -> None:
 
     real_rec = recognition(judge, held.images, held.labels)
     rec = recognition(judge, fake, labels)
-    cov = [coverage(judge, train.images[train.labels == c], fake[labels == c]) for c in range(len(classes))]
-    cov_real = [coverage(judge, train.images[train.labels == c], held.images[held.labels == c])
-                for c in range(len(classes))]
+    cov, cov_real = class_coverage(judge, train, fake, labels), class_coverage(judge, train, held.images, held.labels)
     report = f"judge on real {real_rec}, on samples {rec}, coverage {np.round(cov, 3)} " \
              f"(real-vs-real {np.round(cov_real, 3)}), ADA p {gen.ada.p:.3f}"
     print(report)

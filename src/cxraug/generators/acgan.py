@@ -22,7 +22,7 @@ The small sizes are for tests and the cpu-scale protocol; ``g_width`` shrinks th
 
 Discriminator dropout is the paper's 0.5 by default. On 32 px phantoms (300 per class) that discriminator barely
 tells real from fake (adversarial loss ~1.2-1.35, guessing is 1.39) and each class collapses to one grainy image
-(coverage <= 0.06 up to 3000 steps); with ``dropout: 0`` and a generator EMA (``ema_decay: 0.99``) per-class
+(coverage <= 0.06 up to 2400 steps); with ``dropout: 0`` and a generator EMA (``ema_decay: 0.99``) per-class
 coverage reaches 0.46-0.72 at 6000 steps, about half to four fifths of real-vs-real (BENCHMARKS.md). Try both
 when the samples of a class look alike.
 
