@@ -34,7 +34,7 @@ def images_per_second(model: str, size: int, steps: int, batch_size: int, device
     n = steps * batch_size
     train = ImageSet(rng.integers(0, 256, (n, size, size), dtype=np.uint8), np.arange(n) % 3, ["a", "b", "c"])
     empty = train.subset(np.zeros(0, dtype=np.int64))
-    cfg = ClassifierConfig(model=model, epochs=2, max_steps=2 * steps, batch_size=batch_size, patience=None)
+    cfg = ClassifierConfig(model=model, epochs=2, max_steps=2 * steps, batch_size=batch_size, early_stopping=False)
     trained = train_classifier(train, empty, cfg, device=device)
     return steps * batch_size / trained.history[1]["seconds"]
 

@@ -33,11 +33,12 @@ def _every_rank(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierC
 
 def _config(tmp_path, batch_size: int) -> ClassifierConfig:
     # Frozen ImageNet-style backbone (BatchNorm in eval mode) + linear head: no per-rank batch statistics and no
-    # dropout, so the DDP gradient average must reproduce the large-batch gradient exactly (up to rounding).
+    # dropout, so the DDP gradient average must reproduce the large-batch gradient exactly (up to rounding) - with
+    # the default balanced class weights too, whose per-rank slices hold different class proportions.
     if not (tmp_path / "r18.pth").exists():
         torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
     return ClassifierConfig(model="resnet18", weights=str(tmp_path / "r18.pth"), epochs=2, batch_size=batch_size,
-                            patience=None, lr=1e-2, seed=3)
+                            early_stopping=False, lr=1e-2, seed=3)
 
 
 def test_two_gloo_processes_equal_one_process_with_twice_the_batch(tmp_path) -> None:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from cxraug.classifiers import ClassifierConfig, TrainedClassifier, evaluate, train_classifier
-from cxraug.classifiers.train import class_weight_tensor
+from cxraug.classifiers.train import class_weight_tensor, undertrained_note
 from cxraug.cli import app
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
@@ -36,7 +36,7 @@ def bands(n: int, seed: int, size: int = 16) -> ImageSet:
 
 
 def tiny(**kw) -> ClassifierConfig:
-    base = dict(model="custom-cnn", epochs=2, batch_size=8, lr=1e-3, patience=None, seed=0)
+    base = dict(model="custom-cnn", epochs=2, batch_size=8, lr=1e-3, early_stopping=False, seed=0)
     return ClassifierConfig(**{**base, **kw})
 
 
@@ -55,25 +55,61 @@ def _val_loss(model: TrainedClassifier, val: ImageSet) -> float:
     return float(-np.log(p[np.arange(len(val)), val.labels]).mean())
 
 
-def test_early_stopping_restores_the_best_epoch() -> None:
+def test_early_stopping_restores_the_best_check() -> None:
     train = bands(24, 0)
     val = bands(24, 0)
     val.labels = (val.labels + 1) % 3  # the better the fit, the worse the validation loss
-    trained = train_classifier(train, val, tiny(epochs=12, patience=2, lr=3e-3), device="cpu")
+    trained = train_classifier(train, val, tiny(epochs=12, patience=2, early_stopping=True, lr=3e-3), device="cpu")
     losses = [h["val_loss"] for h in trained.history]
     best = int(np.argmin(losses)) + 1
-    assert trained.best_epoch == best
-    assert len(trained.history) == best + 2 < 12  # stopped after `patience` epochs without improvement
+    assert trained.best_check == best and trained.best_step == trained.history[best - 1]["steps"]
+    assert len(trained.history) == best + 2 < 12  # stopped after `patience` checks without improvement
+    assert trained.converged is True
     assert _val_loss(trained, val) == pytest.approx(losses[best - 1], rel=1e-4)
     assert _val_loss(trained, val) < losses[-1] - 1e-3
 
 
-def test_max_steps_is_exact_whatever_the_training_size() -> None:
+def test_max_steps_and_eval_every_are_exact_whatever_the_training_size() -> None:
     for n in (12, 60):
-        trained = train_classifier(bands(n, 0), bands(6, 1), tiny(epochs=3, max_steps=7), device="cpu")
-        assert [h["steps"] for h in trained.history] == [2, 4, 7]
-    with pytest.raises(ValidationError, match="at least epochs"):
-        tiny(epochs=3, max_steps=2)
+        trained = train_classifier(bands(n, 0), bands(6, 1), tiny(epochs=3, max_steps=7, eval_every=3),
+                                   device="cpu")
+        assert [h["steps"] for h in trained.history] == [3, 6, 7]
+    # without eval_every a check comes after every pass over the training images (12 images / batch 8 = 2 steps)
+    trained = train_classifier(bands(12, 0), bands(6, 1), tiny(epochs=3), device="cpu")
+    assert [h["steps"] for h in trained.history] == [2, 4, 6]
+    assert [h["epoch"] for h in trained.history] == [1, 2, 3]
+
+
+def test_patience_is_counted_in_optimiser_steps_not_passes() -> None:
+    """An arm with 5x more images per pass gets no more patience (in steps) when eval_every is shared."""
+    val = bands(24, 0)
+    val.labels = (val.labels + 1) % 3  # validation loss rises from the first check on
+    cfg = tiny(epochs=20, max_steps=40, eval_every=2, patience=3, early_stopping=True, lr=3e-3)
+    small = train_classifier(bands(12, 0), val, cfg, device="cpu")
+    large = train_classifier(bands(60, 0), val, cfg, device="cpu")
+    for trained in (small, large):
+        assert trained.steps == trained.best_step + 3 * 2  # stopped 3 checks of 2 steps after the best
+    assert small.best_step == large.best_step == 2
+
+
+def test_a_run_still_improving_at_the_end_of_its_budget_is_flagged() -> None:
+    train, val = bands(24, 0), bands(24, 1)
+    short = train_classifier(train, val, tiny(epochs=3, lr=3e-3), device="cpu")
+    assert short.best_check == len(short.history)  # validation loss still falling
+    assert short.converged is False
+    assert "undertrained" in undertrained_note(short)
+    over = bands(24, 0)
+    over.labels = (over.labels + 1) % 3
+    long = train_classifier(train, over, tiny(epochs=8, patience=2, lr=3e-3), device="cpu")
+    assert long.best_check <= len(long.history) - 2 and long.converged is True  # the full budget, no early stop
+    assert len(long.history) == 8
+    no_val = train_classifier(train, train.subset(np.zeros(0, dtype=np.int64)), tiny(epochs=1), device="cpu")
+    assert no_val.converged is None
+
+
+def test_patience_null_is_refused_with_what_to_do() -> None:
+    with pytest.raises(ValidationError, match="set early_stopping: false"):
+        ClassifierConfig(patience=None)
 
 
 @pytest.mark.parametrize("schedule,expected", [
@@ -82,7 +118,8 @@ def test_max_steps_is_exact_whatever_the_training_size() -> None:
     ("cosine", [1e-2 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]),
 ])
 def test_schedules(schedule: str, expected: list[float]) -> None:
-    cfg = tiny(epochs=4, max_steps=4, lr=1e-2, schedule=schedule, step_size=2, gamma=0.5, optimizer="sgd")
+    cfg = tiny(epochs=4, max_steps=4, eval_every=1, lr=1e-2, schedule=schedule, step_size=2, gamma=0.5,
+               optimizer="sgd")
     trained = train_classifier(bands(6, 0), bands(6, 1), cfg, device="cpu")
     assert [h["lr"] for h in trained.history] == pytest.approx(expected)
 
@@ -108,22 +145,23 @@ def test_transfer_learning_fine_tunes_only_the_last_block(tmp_path) -> None:
     tv = torchvision.models.resnet18(weights=None)
     torch.save(tv.state_dict(), tmp_path / "r18.pth")
     cfg = ClassifierConfig(model="resnet18", weights=str(tmp_path / "r18.pth"), epochs=1, batch_size=8,
-                           patience=None, unfreeze_last_epochs=1, unfreeze_lr=1e-4)
+                           early_stopping=False, unfreeze_last_epochs=1, unfreeze_lr=1e-4)
     trained = train_classifier(bands(16, 0, size=32), bands(6, 1, size=32), cfg, device="cpu")
     assert [(h["phase"], h["lr"]) for h in trained.history] == [("train", 1e-3), ("fine-tune", 1e-4)]
     state = trained.model.backbone.state_dict()
     ref = tv.state_dict()
     assert all(torch.equal(state[k], ref[k]) for k in ref if k.startswith(("layer3", "conv1", "bn1")))
     changed = not all(torch.equal(state[k], ref[k]) for k in ref if k.startswith("layer4"))
-    assert changed == (trained.best_epoch == 2)
+    assert changed == (trained.best_check == 2)
 
 
 def test_checkpoint_round_trip_and_predict_command(tmp_path) -> None:
     train, val, test = bands(12, 0), bands(6, 1), bands(6, 2)
     trained = train_classifier(train, val, tiny(epochs=1), out_dir=tmp_path / "run", device="cpu")
-    assert (tmp_path / "run" / "history.csv").read_text().startswith("epoch,phase,steps,lr,")
+    assert (tmp_path / "run" / "history.csv").read_text().startswith("check,phase,steps,epoch,lr,")
     loaded = TrainedClassifier.load(tmp_path / "run" / "best.pt")
     assert loaded.classes == CLASSES and loaded.config == trained.config
+    assert (loaded.best_check, loaded.converged) == (trained.best_check, trained.converged)
     expected = trained.predict_proba(test.images, device="cpu")
     assert np.allclose(loaded.predict_proba(test.images, device="cpu"), expected, atol=1e-6)
     folder = tmp_path / "images"
@@ -214,6 +252,7 @@ def test_fixed_class_weights_are_used_as_given_and_checked() -> None:
     assert loss_weights(fixed, labels, 3).tolist() == [0.25, 2.0, 1.0]
     balanced = loss_weights(ClassifierConfig(model="custom-cnn", class_weights=True), labels, 3)
     assert balanced[0] < balanced[1] and balanced[2] == 0
-    assert loss_weights(ClassifierConfig(model="custom-cnn"), labels, 3) is None
+    assert loss_weights(ClassifierConfig(model="custom-cnn", class_weights=False), labels, 3) is None
+    assert ClassifierConfig().class_weights is True  # balanced by default
     with pytest.raises(CxraugError, match="3 classes"):
         loss_weights(ClassifierConfig(model="custom-cnn", class_weights=[1.0, 1.0]), labels, 3)

@@ -57,7 +57,7 @@ def test_evaluate_images_cli_writes_and_prints_a_report(tmp_path) -> None:
 def test_tstr_uses_the_synthetic_classes_and_refuses_the_test_split() -> None:
     real = phantoms(10, 32, seed=0, classes=["COVID", "Normal", "Lung_Opacity"])
     fake = phantoms(10, 32, seed=1, classes=["Normal", "COVID"])
-    cfg = ClassifierConfig(model="custom-cnn", epochs=2, patience=None, precision="32")
+    cfg = ClassifierConfig(model="custom-cnn", epochs=2, early_stopping=False, precision="32")
     out = tstr(fake, real, real_train=phantoms(10, 32, seed=2, classes=["Normal", "COVID"]), config=cfg)
     assert out["classes"] == ["Normal", "COVID"]
     assert out["tstr"]["n_test"] == 20 and out["trtr"]["n_train"] == 20

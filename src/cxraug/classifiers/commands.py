@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
+from cxraug.classifiers.train import ClassifierConfig
 from cxraug.data.options import CacheDir, Clahe, Device, Devices, MaskCrop, SplitSeed, TestFrac, ValFrac
 from cxraug.errors import CxraugError
 from cxraug.ui import console
@@ -18,6 +19,11 @@ def _option_error(err: dict) -> str:
     """A pydantic error on a ClassifierConfig field, phrased with the command-line option."""
     option = f"--{str(err['loc'][0]).replace('_', '-')}: " if err["loc"] else ""
     return option + err["msg"].removeprefix("Value error, ")
+
+
+def _default(name: str):
+    """A ClassifierConfig default, so that the command and the Python API cannot drift apart."""
+    return ClassifierConfig.model_fields[name].default
 
 
 def train_classifier_cmd(
@@ -35,14 +41,21 @@ def train_classifier_cmd(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local torchvision-format ImageNet weights."),
     unfreeze_last_epochs: int = typer.Option(0, "--unfreeze-last-epochs",
                                              help="Then fine-tune the last block this many epochs."),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw, sgd or rmsprop."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
-    schedule: str = typer.Option("none", "--schedule", help="none, step, exponential or cosine."),
-    epochs: int = typer.Option(30, "--epochs", help="Epoch cap."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Batch size (per process)."),
-    patience: int = typer.Option(5, "--patience", help="Early-stopping patience on validation loss (0: off)."),
-    class_weights: bool = typer.Option(False, "--class-weights", help="Weight the loss by inverse class counts."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Total optimiser steps instead of passes."),
+    optimizer: str = typer.Option(_default("optimizer"), "--optimizer", help="adam, adamw, sgd or rmsprop."),
+    lr: float = typer.Option(_default("lr"), "--lr", help="Learning rate."),
+    schedule: str = typer.Option(_default("schedule"), "--schedule", help="none, step, exponential or cosine."),
+    epochs: int = typer.Option(_default("epochs"), "--epochs",
+                               help="Budget in passes over the training images (the cap for early stopping)."),
+    batch_size: int = typer.Option(_default("batch_size"), "--batch-size", help="Batch size (per process)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every",
+                                             help="Optimiser steps between validation checks (default: one pass)."),
+    patience: int = typer.Option(_default("patience"), "--patience",
+                                 help="Stop after this many validation checks without a lower validation loss; the "
+                                 "best check is restored (0: train the whole budget, still restoring the best)."),
+    class_weights: bool = typer.Option(_default("class_weights"), "--class-weights/--no-class-weights",
+                                       help="Weight the loss by inverse class counts (balanced)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps",
+                                            help="Optimiser-step budget instead of --epochs passes."),
     n_per_class: Optional[int] = typer.Option(None, "--n-per-class", help="Training images per class (regime)."),
     val_frac: ValFrac = 0.15,
     test_frac: TestFrac = 0.15,
@@ -53,18 +66,22 @@ def train_classifier_cmd(
     cache_dir: CacheDir = None,
 ) -> None:
     """Train a classifier on a patient-level split and evaluate it on the test split.
+
+    Defaults train to convergence: Adam 1e-3, batch 32, balanced class weights, validation loss checked after
+    every pass, early stopping after 6 checks without improvement (up to 40 passes), the best check restored.
     Example: cxraug train-classifier --data ROOT --model resnet18 --size 128 --augment fedoruk --out runs/r18"""
     from cxraug.classifiers.evaluate import evaluate, save_confusion_png
-    from cxraug.classifiers.train import ClassifierConfig, train_classifier
+    from cxraug.classifiers.train import train_classifier, undertrained_note
     from cxraug.data import PreprocessConfig, apply_regime, load_splits
     from cxraug.io import write_json
 
     try:
         cfg = ClassifierConfig(model=model, head=head, size=size, pretrained=pretrained,
                                weights=str(weights) if weights else None, optimizer=optimizer, lr=lr,
-                               schedule=schedule, epochs=epochs, batch_size=batch_size, patience=patience or None,
+                               schedule=schedule, epochs=epochs, batch_size=batch_size,
+                               patience=patience or _default("patience"), early_stopping=patience > 0,
                                class_weights=class_weights, augment=augment, max_steps=max_steps, seed=seed,
-                               unfreeze_last_epochs=unfreeze_last_epochs)
+                               eval_every=eval_every, unfreeze_last_epochs=unfreeze_last_epochs)
     except ValidationError as exc:
         raise CxraugError("; ".join(_option_error(e) for e in exc.errors())) from None
     splits = load_splits(data, val_frac, test_frac, split_seed, cache_dir=cache_dir,
@@ -74,14 +91,17 @@ def train_classifier_cmd(
     console.print(f"train {train.counts()}  val {splits.val.counts()}  test {splits.test.counts()}")
     trained = train_classifier(train, splits.val, cfg, out_dir=out, device=device, devices=devices)
     metrics = evaluate(trained, splits.test, device=device)
-    write_json(out / "metrics.json", {**metrics, "config": cfg.model_dump(mode="json"), "best_epoch":
-                                      trained.best_epoch, "epochs_run": len(trained.history),
+    write_json(out / "metrics.json", {**metrics, "config": cfg.model_dump(mode="json"),
+                                      "best_check": trained.best_check, "best_step": trained.best_step,
+                                      "steps": trained.steps, "converged": trained.converged,
                                       "data": str(data) if data else "phantom", "train_counts": train.counts(),
                                       "val_counts": splits.val.counts(), "test_counts": splits.test.counts()})
     save_confusion_png(metrics, out / "confusion.png")
     console.print(metrics["classification_report"])
     console.print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  MCC {metrics['mcc']:.4f}"
-                  f"  (best epoch {trained.best_epoch}) -> {out}")
+                  f"  (best check at step {trained.best_step} of {trained.steps}) -> {out}")
+    if trained.converged is False:
+        console.print(f"[yellow]warning[/]: {undertrained_note(trained)}")
 
 
 def predict_cmd(

@@ -5,23 +5,32 @@
 * Device and precision through Fabric: ``device`` ``auto`` | ``cpu`` | ``cuda``; bf16-mixed on GPU, fp32 on CPU
   (``cfg.precision``). Deterministic on CPU for a seed: same seed twice gives identical weights and metrics.
 * Batches stream from the training images (uint8 in memory) in seeded, reshuffled passes; every batch is full
-  (it may straddle two passes). One epoch = ceil(N / batch_size) optimiser steps; with ``max_steps`` the
-  training phase makes exactly ``max_steps`` steps spread evenly over ``epochs`` (fewer if early stopping ends
-  it), so every arm of a study gets the same number of steps whatever its training-set size.
+  (it may straddle two passes). One pass = ceil(N / batch_size) optimiser steps.
+* Budgets are counted in optimiser steps: the training phase makes at most ``max_steps`` steps (default
+  ``epochs`` passes over the training images) and checks the validation loss every ``eval_every`` steps
+  (default one pass). ``patience`` counts checks, so it is ``patience x eval_every`` steps: a study sets
+  ``eval_every`` and ``max_steps`` from the *real* training subset, so an arm with 4x more (synthetic) images
+  gets no more steps and no more patience than the arm without them.
 * Classical augmentation (``cfg.augment``) runs on the fly per batch on the device, parameters drawn per image.
-* Loss: cross-entropy, optionally weighted by ``n / (K * n_c)`` from the training counts (``class_weights``).
-  Validation loss uses the same criterion and drives early stopping: after ``patience`` epochs without a lower
-  validation loss training stops, and the weights of the best epoch are restored.
+* Loss: cross-entropy, weighted by ``n / (K * n_c)`` from the training counts (``class_weights``, on by
+  default). Validation loss uses the same criterion and drives early stopping: after ``patience`` checks without
+  a lower validation loss training stops; with ``early_stopping=False`` the whole budget is trained. Either way the
+  weights of the best check are restored. :attr:`TrainedClassifier.converged` is False when the best check is
+  closer to the end of the budget than the patience window (the loss was still falling: undertrained).
+* Defaults (Adam 1e-3, batch 32, up to 40 passes, patience 6 checks, balanced class weights) were checked on the
+  dev X-rays against validation data (BENCHMARKS.md, "Classifier defaults").
 * Transfer learning (``pretrained="imagenet"`` or ``weights=PATH``): frozen backbone, only the head trains; with
   ``unfreeze_last_epochs=N`` a second phase restores the best weights, unfreezes the backbone's last block and
   trains N more epochs at ``unfreeze_lr`` (York Pix2Pix study: 10 epochs at 1e-5).
-* Optimisers: Adam, AdamW, SGD (momentum), RMSprop (Keras defaults rho 0.9, eps 1e-7); schedules per epoch:
-  ``step`` (every ``step_size`` epochs x ``gamma``), ``exponential`` (x ``gamma``), ``cosine`` (to 0 over the phase).
+* Optimisers: Adam, AdamW, SGD (momentum), RMSprop (Keras defaults rho 0.9, eps 1e-7); schedules per validation
+  check: ``step`` (every ``step_size`` checks x ``gamma``), ``exponential`` (x ``gamma``), ``cosine`` (to 0 over
+  the phase's checks).
 * ``devices=N``: one model trained with DDP over N processes (Fabric ``ddp_spawn``; NCCL on GPUs, gloo on CPU);
   each rank takes its slice of every global batch of ``N * batch_size`` images, rank 0 writes the checkpoint.
   BatchNorm statistics are per rank (as in plain DDP).
 * ``out_dir`` gets ``best.pt`` (weights-only checkpoint with config, classes and preprocessing) and
-  ``history.csv`` (loss/accuracy per epoch).
+  ``history.csv`` (one row per validation check: ``check``, ``phase``, ``steps`` so far, ``epoch`` = passes over
+  the training images so far, learning rate, train/validation loss and accuracy, seconds).
 """
 
 from __future__ import annotations
@@ -72,21 +81,37 @@ class ClassifierConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, description="SGD momentum")
     schedule: Literal["none", "step", "exponential", "cosine"] = "none"
-    step_size: int = Field(2, ge=1, description="epochs between step decays")
+    step_size: int = Field(2, ge=1, description="validation checks between step decays")
     gamma: float = Field(0.9, gt=0, le=1, description="decay factor of step/exponential schedules")
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(40, ge=1, description="budget in passes over the training images (when max_steps is None)")
     batch_size: int = Field(32, ge=1, description="per process")
-    patience: int | None = Field(5, ge=1, description="early-stopping patience in epochs; None = off")
+    eval_every: int | None = Field(None, ge=1, description="optimiser steps between validation checks; None = "
+                                   "one pass over the training images")
+    patience: int = Field(6, ge=1, description="validation checks without a lower validation loss after which "
+                          "training stops (patience x eval_every optimiser steps); also the window by which a run "
+                          "that used its whole budget is judged converged")
+    early_stopping: bool = Field(True, description="stop after `patience` checks without improvement; False = "
+                                 "train the whole budget (the best check is restored either way)")
     class_weights: bool | list[float] = Field(
-        False, description="True: balanced weights from this training set's counts; a list: fixed per-class weights "
-        "(a study passes the real training subset's, so every arm uses the same loss weighting)")
+        True, description="True: balanced weights from this training set's counts; False: unweighted; a list: "
+        "fixed per-class weights (a study passes the real training subset's, so every arm uses the same loss "
+        "weighting)")
     augment: str | None = Field(None, description="classical policy applied on the fly")
     augment_magnitude: float = Field(1.0, ge=0, le=1)
-    max_steps: int | None = Field(None, ge=1, description="total optimiser steps (same for all arms)")
+    max_steps: int | None = Field(None, ge=1, description="optimiser-step budget of the training phase; None = "
+                                  "epochs x one pass")
     seed: int = 0
     unfreeze_last_epochs: int = Field(0, ge=0)
     unfreeze_lr: float = Field(1e-5, gt=0)
     precision: Literal["auto", "32", "bf16"] = "auto"
+
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _patience_given(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("patience: null no longer turns early stopping off; set early_stopping: false "
+                             "(patience then only judges convergence)")
+        return v
 
     @field_validator("model", "head", "augment")
     @classmethod
@@ -100,8 +125,6 @@ class ClassifierConfig(BaseModel):
     def _consistent(self) -> "ClassifierConfig":
         if self.unfreeze_last_epochs and not self.is_pretrained:
             raise ValueError("unfreeze_last_epochs needs pretrained='imagenet' or weights")
-        if self.max_steps is not None and self.max_steps < self.epochs:
-            raise ValueError(f"max_steps ({self.max_steps}) must be at least epochs ({self.epochs})")
         return self
 
     @property
@@ -111,7 +134,12 @@ class ClassifierConfig(BaseModel):
 
 @dataclass
 class TrainedClassifier:
-    """A trained model (CPU, eval mode) with what is needed to apply it again."""
+    """A trained model (CPU, eval mode) with what is needed to apply it again.
+
+    ``history`` has one row per validation check; ``best_check`` (1-based) is the restored one. ``converged`` is
+    False when training ended by its budget while the validation loss was still falling (the best check lies
+    within the patience window before the end): the model may be undertrained; None without a validation set.
+    """
 
     model: Classifier
     config: ClassifierConfig
@@ -119,7 +147,18 @@ class TrainedClassifier:
     size: int
     preprocess: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
+    best_check: int = 0
+    converged: bool | None = None  # None: no validation set to judge by
+
+    @property
+    def best_step(self) -> int:
+        """Optimiser steps made when the restored weights were taken."""
+        return int(self.history[self.best_check - 1]["steps"]) if self.best_check else 0
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps made in all."""
+        return int(self.history[-1]["steps"]) if self.history else 0
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 128, device: str = "auto") -> np.ndarray:
         """Class probabilities (N, K) for uint8 images (N, S, S) in the training preprocessing."""
@@ -144,7 +183,8 @@ class TrainedClassifier:
             "size": self.size,
             "preprocess": json.loads(json.dumps(self.preprocess, default=str)),
             "history": self.history,
-            "best_epoch": self.best_epoch,
+            "best_check": self.best_check,
+            "converged": self.converged,
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
@@ -161,7 +201,14 @@ class TrainedClassifier:
         model = _build(cfg, len(ckpt["classes"]), ckpt["size"], load_weights=False)
         model.load_state_dict(ckpt["state_dict"])
         return cls(model.eval(), cfg, list(ckpt["classes"]), int(ckpt["size"]), dict(ckpt["preprocess"]),
-                   list(ckpt["history"]), int(ckpt["best_epoch"]))
+                   list(ckpt["history"]), int(ckpt.get("best_check", ckpt.get("best_epoch", 0))),
+                   ckpt.get("converged"))
+
+
+def undertrained_note(trained: TrainedClassifier) -> str:
+    """The one-line warning for a run that ended while its validation loss was still falling."""
+    return (f"classifier may be undertrained: its best validation loss came at step {trained.best_step} of "
+            f"{trained.steps}, within the patience window of the end of its budget; raise epochs/max_steps")
 
 
 def _build(cfg: ClassifierConfig, num_classes: int, size: int, load_weights: bool = True) -> Classifier:
@@ -210,9 +257,9 @@ def batch_stream(n: int, global_batch: int, seed: int) -> Iterator[np.ndarray]:
         buffer = buffer[global_batch:]
 
 
-def epoch_steps(max_steps: int, epochs: int, epoch: int) -> int:
-    """Steps of epoch ``epoch`` (0-based) when ``max_steps`` are spread evenly over ``epochs``."""
-    return (epoch + 1) * max_steps // epochs - epoch * max_steps // epochs
+def check_steps(budget: int, every: int) -> list[int]:
+    """Optimiser steps between consecutive validation checks: ``every`` each, the last one what is left."""
+    return [every] * (budget // every) + ([budget % every] if budget % every else [])
 
 
 def make_optimizer(cfg: ClassifierConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -226,13 +273,13 @@ def make_optimizer(cfg: ClassifierConfig, params: list[nn.Parameter], lr: float)
 
 
 def make_schedule(cfg: ClassifierConfig, opt: torch.optim.Optimizer,
-                  epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+                  checks: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     if cfg.schedule == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=checks)
     return None
 
 
@@ -242,40 +289,62 @@ class _Data:
     labels: torch.Tensor  # int64 (N,)
 
 
-def _validate(model: nn.Module, data: _Data, criterion: nn.Module, device: torch.device,
+class WeightedCE:
+    """Cross-entropy with per-class weights, as a weighted *sum* and the weight total it is divided by.
+
+    Dividing each rank's sum by the weight total of the whole *global* batch makes the DDP gradient average equal
+    the single-process weighted mean exactly, even when class proportions differ between the ranks' slices.
+    """
+
+    def __init__(self, weight: torch.Tensor | None, num_classes: int, device: torch.device) -> None:
+        self.weight = (torch.ones(num_classes) if weight is None else weight).to(device)
+        self._sum = nn.CrossEntropyLoss(weight=self.weight, reduction="sum")
+
+    def sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._sum(logits.float(), y)
+
+    def total(self, y: torch.Tensor) -> torch.Tensor:
+        return self.weight[y].sum()
+
+
+def _validate(model: nn.Module, data: _Data, loss: WeightedCE, device: torch.device,
               batch_size: int = 256) -> tuple[float, float]:
+    """(weighted mean validation loss, accuracy)."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, weight_sum, correct = 0.0, 0.0, 0
     with torch.no_grad():
         for i in range(0, len(data.labels), batch_size):
             x = to_unit(data.images[i:i + batch_size]).to(device)
             y = data.labels[i:i + batch_size].to(device)
             logits = model(x).float()
-            loss_sum += float(criterion(logits, y)) * len(y)
+            loss_sum += float(loss.sum(logits, y))
+            weight_sum += float(loss.total(y))
             correct += int((logits.argmax(1) == y).sum())
-    n = len(data.labels)
-    return loss_sum / n, correct / n
+    return loss_sum / weight_sum, correct / len(data.labels)
 
 
-def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: WeightedCE,
                  data: _Data, batches: Iterator[np.ndarray], policy: nn.Module | None) -> tuple[float, int, int]:
-    """Optimiser steps over ``batches`` of indices; (loss sum, correct, images) over all ranks."""
+    """Optimiser steps over ``batches`` of *global* batch indices (each rank trains on its ``[rank::world]``
+    slice); returns (sum over steps of the batch's weighted mean loss, correct, images) over all ranks."""
     model.train()
+    world, rank = fabric.world_size, fabric.global_rank
     loss_sum, correct, seen = 0.0, 0, 0
-    for idx in batches:
+    for batch in batches:
+        idx = batch[rank::world]
         x = to_unit(data.images[idx]).to(fabric.device)
         y = data.labels[idx].to(fabric.device)
         if policy is not None:
             x = policy(x)
         logits = model(x)
-        loss = criterion(logits.float(), y)
+        part = loss_fn.sum(logits, y) / loss_fn.total(data.labels[batch].to(fabric.device))
         optimizer.zero_grad(set_to_none=True)
-        fabric.backward(loss)
+        fabric.backward(part * world)  # DDP averages gradients over ranks; the parts sum to the batch mean
         optimizer.step()
-        loss_sum += float(loss.detach()) * len(y)
+        loss_sum += float(part.detach())
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
-    if fabric.world_size > 1:
+    if world > 1:
         loss_sum, correct, seen = fabric.all_reduce(
             torch.tensor([loss_sum, correct, seen], dtype=torch.float64), reduce_op="sum").tolist()
     return loss_sum, int(correct), int(seen)
@@ -292,57 +361,62 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude) if cfg.augment else None
     tr = _Data(torch.as_tensor(train.images), torch.as_tensor(train.labels))
     va = _Data(torch.as_tensor(val.images), torch.as_tensor(val.labels))
-    weight = loss_weights(cfg, train.labels, k)
-    weight = None if weight is None else weight.to(fabric.device)
-    criterion = nn.CrossEntropyLoss(weight=weight)
-    world, rank = fabric.world_size, fabric.global_rank
+    loss_fn = WeightedCE(loss_weights(cfg, train.labels, k), k, fabric.device)
+    world = fabric.world_size
     stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)
     per_pass = math.ceil(len(tr.labels) / (cfg.batch_size * world))
-    phases = [("train", cfg.epochs, cfg.lr)] + ([("fine-tune", cfg.unfreeze_last_epochs, cfg.unfreeze_lr)]
-                                               if cfg.unfreeze_last_epochs else [])
+    every = cfg.eval_every or per_pass
+    phases = [("train", cfg.max_steps or cfg.epochs * per_pass, cfg.lr)]
+    if cfg.unfreeze_last_epochs:
+        phases.append(("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr))
     history: list[dict[str, Any]] = []
-    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
-    total_steps = 0
+    best_loss, best_check, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+    total_steps, stopped_early = 0, False
     with make_progress() as prog:
         task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
-        for phase, epochs, lr in phases:
+        for phase, budget, lr in phases:
             if phase == "fine-tune":
                 net.load_state_dict(best_state)
                 net.unfreeze_last_block()
+            chunks = check_steps(budget, every)
             optimizer = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad], lr)
-            schedule = make_schedule(cfg, optimizer, epochs)
+            schedule = make_schedule(cfg, optimizer, len(chunks))
             model = fabric.setup_module(net)
             optimizer = fabric.setup_optimizers(optimizer)
             bad = 0
-            for e in range(epochs):
+            for steps in chunks:
                 start = time.perf_counter()
-                steps = epoch_steps(cfg.max_steps, epochs, e) if cfg.max_steps and phase == "train" else per_pass
-                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, criterion, tr,
-                                                       (next(stream)[rank::world] for _ in range(steps)), policy)
+                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, loss_fn, tr,
+                                                       (next(stream) for _ in range(steps)), policy)
                 total_steps += steps
                 lr_now = optimizer.param_groups[0]["lr"]
                 if schedule is not None:
                     schedule.step()
-                val_loss, val_acc = _validate(model, va, criterion, fabric.device) if len(va.labels) else (math.nan,
-                                                                                                           math.nan)
-                epoch = len(history) + 1
-                history.append({"epoch": epoch, "phase": phase, "steps": total_steps, "lr": lr_now,
-                                "train_loss": loss_sum / seen,
-                                "train_acc": correct / seen, "val_loss": val_loss, "val_acc": val_acc,
-                                "seconds": time.perf_counter() - start})
+                val_loss, val_acc = _validate(model, va, loss_fn, fabric.device) if len(va.labels) else (math.nan,
+                                                                                                         math.nan)
+                check = len(history) + 1
+                history.append({"check": check, "phase": phase, "steps": total_steps,
+                                "epoch": round(total_steps / per_pass, 3), "lr": lr_now,
+                                "train_loss": loss_sum / steps, "train_acc": correct / seen, "val_loss": val_loss,
+                                "val_acc": val_acc, "seconds": time.perf_counter() - start})
                 improved = bool(fabric.broadcast(not val_loss >= best_loss, src=0))  # NaN (no val set) counts
                 if improved:
-                    best_loss, best_epoch, bad = val_loss, epoch, 0
+                    best_loss, best_check, bad = val_loss, check, 0
                     best_state = copy.deepcopy(net.state_dict())
                 else:
                     bad += 1
-                prog.update(task, advance=1, description=f"{cfg.model} {phase} epoch {epoch} val_loss {val_loss:.4f}")
-                if cfg.patience is not None and bad >= cfg.patience:
-                    prog.update(task, total=len(history))
+                prog.update(task, advance=steps, description=f"{cfg.model} {phase} step {total_steps} "
+                            f"val_loss {val_loss:.4f}")
+                if cfg.early_stopping and bad >= cfg.patience:
+                    stopped_early = True
+                    prog.update(task, total=total_steps)
                     break
     net.load_state_dict(best_state)
+    window = cfg.patience * every
+    converged = (stopped_early or total_steps - int(history[best_check - 1]["steps"]) >= window) if len(va.labels) \
+        else None
     result = TrainedClassifier(net.cpu().eval(), cfg, list(train.classes), size,
-                               dict(train.meta.get("preprocess", {})), history, best_epoch)
+                               dict(train.meta.get("preprocess", {})), history, best_check, converged)
     if out_dir is not None and fabric.is_global_zero:
         result.save(Path(out_dir) / "best.pt")
         write_history_csv(history, Path(out_dir) / "history.csv")

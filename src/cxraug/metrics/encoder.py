@@ -96,8 +96,8 @@ def train_encoder(train: ImageSet, config: EncoderConfig) -> Any:
                           f"split, got {train.counts()}")
     data = ImageSet(images=resize_uint8(train.images, config.size), labels=train.labels, classes=train.classes)
     cfg = ClassifierConfig(model=config.model, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                           weight_decay=config.weight_decay, optimizer="adamw", patience=None, class_weights=True,
-                           augment=config.augment, seed=config.seed, precision="32")
+                           weight_decay=config.weight_decay, optimizer="adamw", early_stopping=False,
+                           class_weights=True, augment=config.augment, seed=config.seed, precision="32")
     return train_classifier(data, data.subset(np.zeros(0, dtype=np.int64)), cfg, device="cpu")
 
 

@@ -30,7 +30,7 @@ def default_config(size: int) -> Any:
     """ResNet-18 from scratch, 10 epochs, class-weighted loss, no early stopping (no validation set)."""
     from cxraug.classifiers.train import ClassifierConfig
 
-    return ClassifierConfig(model="resnet18" if size >= 32 else "custom-cnn", epochs=10, patience=None,
+    return ClassifierConfig(model="resnet18" if size >= 32 else "custom-cnn", epochs=10, early_stopping=False,
                             class_weights=True, precision="32")
 
 
