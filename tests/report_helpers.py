@@ -15,6 +15,7 @@ from cxraug.data.imageset import ImageSet
 from cxraug.data.phantom import PHANTOM_CLASSES, draw_phantoms
 from cxraug.report import save_real_samples
 from cxraug.study import stats
+from cxraug.study.baselines import Pairing
 
 REGIMES = ["n20", "full"]
 ARMS = {"none": "none", "classical": "classical", "dcgan": "generative"}
@@ -89,7 +90,9 @@ def make_study_dir(root: Path, with_generator: bool = True) -> Path:
     names = list(stats.BOOTSTRAP_METRICS)
     write_csv(root / "results.csv", rows + gen_rows)
     write_csv(root / "summary.csv", stats.summarise(rows, names))
-    write_csv(root / "comparisons.csv", stats.compare(rows, {"none": "none"}, names))
+    pairs = [Pairing(regime, CLASSIFIER, arm, "none", "none", role == "generative") for regime in REGIMES
+             for arm, role in arms.items() if arm != "none"]
+    write_csv(root / "comparisons.csv", stats.compare(rows, pairs, names))
     if with_generator:
         write_csv(root / "generators.csv", per_class)
         write_csv(root / "generator_checkpoints.csv", checkpoints)
@@ -103,7 +106,10 @@ def make_study_dir(root: Path, with_generator: bool = True) -> Path:
         "patients": {"train": 80, "val": 80}, "regimes": {f"{r} draw 0": counts for r in REGIMES},
         "warnings": ["LEAKAGE: 2 near-duplicate pairs span train and test"], "cxraug": "0.1.0",
         "python": "3.11", "platform": "Linux", "executor": "local", "command": "cxraug study q.yaml",
-        "wall_s": 99.0, "device": "cpu"}))
+        "wall_s": 99.0, "device": "cpu", "fairness": {
+            "budget": "equal budgets: every arm makes the same number of optimiser steps", "added_arms": [
+                "added arm 'oversample+fedoruk' (repeated real images)"],
+            "warnings": ["baseline may be undertrained: none (n50, tiny-cnn) - 1 of 3 repeats"]}}))
     protocol = {"name": "report-fixture", "regimes": [{"name": r} for r in REGIMES],
                 "arms": [{"name": a, "role": r} for a, r in arms.items()], "classifiers": [{"name": CLASSIFIER}],
                 "execution": {"threads": 1, "device": "cpu"}}

@@ -24,7 +24,7 @@ def tiny_protocol(cache_dir: Path, **overrides: Any) -> dict[str, Any]:
             "size": 32, "steps": 24, "batch_size": 8, "g_channels": 8, "d_channels": 8, "checkpoint_every": 6,
             "sample_every": 12, "kid_samples": 16, "log_every": 2}}},
         "classifiers": [{"name": "cnn", "model": "custom-cnn",
-                         "config": {"epochs": 2, "batch_size": 8, "early_stopping": False}}],
+                         "config": {"epochs": 2, "batch_size": 8}}],
         "repeats": {"classifier_seeds": 2},
         "metrics": {"image_metrics": False, "bootstrap": 50},
         "execution": {"threads": 1, "device": "cpu"},

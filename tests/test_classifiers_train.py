@@ -256,3 +256,16 @@ def test_fixed_class_weights_are_used_as_given_and_checked() -> None:
     assert ClassifierConfig().class_weights is True  # balanced by default
     with pytest.raises(CxraugError, match="3 classes"):
         loss_weights(ClassifierConfig(model="custom-cnn", class_weights=[1.0, 1.0]), labels, 3)
+
+
+def test_automatic_budget_is_counted_in_steps_for_small_data() -> None:
+    from cxraug.classifiers.train import MIN_BUDGET_STEPS, MIN_EVAL_STEPS, default_budget
+
+    auto = ClassifierConfig()  # no budget given: automatic
+    assert default_budget(auto, 150) == (MIN_EVAL_STEPS, MIN_BUDGET_STEPS)  # 5 steps a pass: floors apply
+    assert default_budget(auto, 3200) == (100, 40 * 100)  # 100 steps a pass: 40 passes
+    assert default_budget(ClassifierConfig(epochs=3), 150) == (5, 15)  # an explicit budget is exact
+    assert default_budget(ClassifierConfig(max_steps=50, eval_every=7), 150) == (7, 50)
+    trained = train_classifier(bands(24, 0), bands(6, 1), tiny(epochs=None, early_stopping=False), device="cpu")
+    assert [h["steps"] for h in trained.history][:2] == [MIN_EVAL_STEPS, 2 * MIN_EVAL_STEPS]
+    assert trained.steps == MIN_BUDGET_STEPS

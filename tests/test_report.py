@@ -53,8 +53,14 @@ def test_report_has_every_section_and_is_self_contained(tmp_path: Path) -> None:
     assert len(page.images) == 3 + 2 + len(REGIMES) * (8 + 1 + 1 + 2)
     text = html_path.read_text()
     for needle in ("synthetic test data, not medical data", "LEAKAGE: 2 near-duplicate pairs", "broken.png",
-                   "truncated PNG", "Wall time per unit", "fraction flagged 0.250", "real (training)"):
+                   "truncated PNG", "Wall time per unit", "fraction flagged 0.250", "real (training)",
+                   "baseline may be undertrained: none", "added arm &#39;oversample+fedoruk&#39;",
+                   "equal budgets: every arm"):
         assert needle in text, needle
+    # the headline: the generative arm against the strongest baseline (the fixture marks `none` as strongest)
+    headline = re.findall(r'data-headline="([^"]+)"', text)
+    assert headline == [f"{r}/dcgan/none" for r in REGIMES]
+    assert text.index('id="headline"') < text.index('id="summary"')
     assert not list(out.glob(".report.html.*"))  # atomic write leaves no temporary file
 
 

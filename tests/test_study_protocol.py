@@ -112,4 +112,51 @@ def test_balance_policy_pool_and_equal_steps(tmp_path: Path) -> None:
     plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
     (gen,) = plan.of_kind("generator")
     assert gen.spec["pool"] == {"B": 20}  # B up to A's 30 real images
-    assert {u.spec["equal_steps_images"] for u in plan.of_kind("classifier")} == {60}
+    # budgets counted on the 40 *real* images (batch 32: 2 steps a pass), the same for every arm of a classifier
+    budgets = {(u.fields["classifier"], u.fields["arm"]): u.spec["budget"] for u in plan.of_kind("classifier")}
+    for arm in ("none", "gen", "over"):
+        assert budgets[("a", arm)] == {"eval_every": 2, "max_steps": 2, "early_stopping": False}  # 1 epoch
+        assert budgets[("b", arm)] == {"eval_every": 2, "max_steps": 4, "early_stopping": False}  # 2 epochs
+
+
+def test_shared_budget_overrides_and_early_stopping_mode(tmp_path: Path) -> None:
+    raw = {**BASE, "classifiers": [{"name": "auto", "model": "custom-cnn"}],
+           "training": {"equal_steps": False}}
+    plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    # no budget given: the automatic one (40 passes of 2 steps < 400 steps; a check every pass < 10 steps)
+    assert {str(u.spec["budget"]) for u in plan.of_kind("classifier")} == {
+        str({"eval_every": 10, "max_steps": 400, "early_stopping": True})}
+    raw["training"] = {"max_steps": 77, "eval_every": 7}
+    plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    assert {str(u.spec["budget"]) for u in plan.of_kind("classifier")} == {
+        str({"eval_every": 7, "max_steps": 77, "early_stopping": False})}
+
+
+def test_generative_arms_get_classical_and_same_count_oversample_baselines(tmp_path: Path) -> None:
+    from cxraug.study.baselines import complete_arms, pairings
+
+    raw = {**BASE, "arms": [{"name": "none"}, {"name": "gen", "generator": "g", "classical": "keras",
+                                               "policy": {"mode": "add", "n_per_class": 5}},
+                            {"name": "gen-b", "generator": "gb", "policy": {"mode": "add", "n_per_class": 5}}],
+           "generators": {"g": {"model": "noise", "config": {"size": 32}},
+                          "gb": {"model": "noise", "classes": ["B"], "config": {"size": 32}}}}
+    proto, notes = complete_arms(load_protocol(_write(tmp_path, raw)), ["A", "B"])
+    added = {a.name: a for a in proto.arms[3:]}
+    assert list(added) == ["classical", "oversample+keras", "oversample+keras-2"] and len(notes) == 3
+    assert added["classical"].classical == "keras" and added["oversample+keras"].policy.n_per_class == 5
+    # the generator of gen-b covers class B only: its oversample baseline repeats B images only
+    assert added["oversample+keras-2"].policy.classes == ["B"]
+    assert all("added arm" in n for n in notes)
+    again, more = complete_arms(proto, ["A", "B"])
+    assert not more and [a.name for a in again.arms] == [a.name for a in proto.arms]  # idempotent
+    off = load_protocol(_write(tmp_path, {**raw, "training": {"add_baselines": False}}))
+    assert complete_arms(off, ["A", "B"]) == (off, [])
+    # the strongest non-generative arm is chosen by validation macro-F1, never by test
+    val = {("full", "a"): {"none": [0.5, 0.6], "classical": [0.7, 0.8], "oversample+keras": [0.6, 0.6],
+                           "gen": [0.9, 0.9]}}
+    pairs = [p for p in pairings(proto, ["A", "B"], val) if p.classifier == "a"]
+    strongest = {(p.arm, p.baseline) for p in pairs if p.strongest}
+    assert strongest == {("gen", "classical"), ("gen-b", "classical")}  # every generative arm, the same baseline
+    matched = {(p.arm, p.role): p.baseline for p in pairs}
+    assert matched[("gen", "oversample")] == "oversample+keras"
+    assert matched[("gen-b", "oversample")] == "oversample+keras-2"

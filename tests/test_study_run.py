@@ -54,8 +54,8 @@ def test_generator_trained_once_and_reused(tmp_path: Path, cache_dir: Path, monk
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(Generator, "fit", counting_fit)
-    two = [{"name": "cnn", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 8, "early_stopping": False}},
-           {"name": "cnn-b", "model": "custom-cnn", "config": {"epochs": 2, "batch_size": 8, "early_stopping": False}}]
+    two = [{"name": "cnn", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 8}},
+           {"name": "cnn-b", "model": "custom-cnn", "config": {"epochs": 2, "batch_size": 8}}]
     out = tmp_path / "out"
     run_study(_proto(tmp_path, cache_dir, classifiers=two), out)
     assert len(calls) == 2  # one unit: one DCGAN per class (2 classes), not one per classifier or seed
@@ -65,11 +65,11 @@ def test_generator_trained_once_and_reused(tmp_path: Path, cache_dir: Path, monk
     assert len(gen_units) == 1 and len(users) == 4
     assert {r["generator_unit"] for r in users} == {gen_units[0]["unit"]}
     # a third classifier later: the generator unit (and the finished classifier units) are reused
-    three = two + [{"name": "cnn-c", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 4,
-                                                                          "early_stopping": False}}]
+    three = two + [{"name": "cnn-c", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 4}}]
     run_study(_proto(tmp_path, cache_dir, classifiers=three), out)
     assert len(calls) == 2
-    assert len([r for r in results_without_timing(out) if r["kind"] == "classifier"]) == 12
+    # 3 classifiers x 4 arms (none, dcgan and the added classical and oversample+fedoruk baselines) x 2 seeds
+    assert len([r for r in results_without_timing(out) if r["kind"] == "classifier"]) == 24
 
 
 def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Path,
@@ -130,7 +130,7 @@ def test_external_test_set_mapped_by_name_and_dry_run(tmp_path: Path, cache_dir:
     (ext / "COVID").rename(ext / "covid")  # names match ignoring case; Lung_Opacity is not a study class
     proto = _proto(tmp_path, cache_dir, arms=[{"name": "none"}], generators={},
                    classifiers=[{"name": "cnn", "model": "custom-cnn",
-                                 "config": {"epochs": 1, "batch_size": 8, "early_stopping": False}}],
+                                 "config": {"epochs": 1, "batch_size": 8}}],
                    repeats={"classifier_seeds": 1})
     run_study(proto, tmp_path / "dry", test_root=str(ext), dry_run=True)
     assert "1 units: 0 generator, 1 classifier" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_oracle_helps_noise_is_far_copy_is_flagged(tmp_path: Path) -> None:
               {"name": "copy", "generator": "copy", "policy": add}],
         generators={name: {"model": name, "config": {"size": 32}} for name in ("oracle", "noise", "copy")},
         classifiers=[{"name": "cnn", "model": "custom-cnn",
-                      "config": {"epochs": 8, "batch_size": 32, "early_stopping": False}}],
+                      "config": {"epochs": 8, "batch_size": 32}}],
         repeats={"classifier_seeds": 3},
         metrics={"image_metrics": True, "samples": 60, "bootstrap": 200, "encoder": {"epochs": 3, "size": 32}},
     )

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import f1_score, matthews_corrcoef, precision_score, recall_score
 
 from cxraug.study import stats
+from cxraug.study.baselines import Pairing
 
 
 def test_t_interval_by_hand() -> None:
@@ -58,7 +59,8 @@ def test_summarise_names_sources() -> None:
 
 
 def test_compare_pairs_and_averages_generator_seeds() -> None:
-    (c,) = stats.compare(_rows(), {"none": "none"}, ["accuracy"])
+    (c,) = stats.compare(_rows(), [Pairing("r", "c", "gen", "none", "none", True)], ["accuracy"])
+    assert (c["arm"], c["baseline"], c["baseline_role"], c["strongest_baseline"]) == ("gen", "none", "none", True)
     # per pair: mean over generator seeds (gen + 0.01) minus none -> 0.05, 0.04, 0.06
     assert c["n"] == 3 and c["mean"] == pytest.approx(0.05)
     assert c["sd"] == pytest.approx(0.01)

@@ -44,8 +44,10 @@ def train_classifier_cmd(
     optimizer: str = typer.Option(_default("optimizer"), "--optimizer", help="adam, adamw, sgd or rmsprop."),
     lr: float = typer.Option(_default("lr"), "--lr", help="Learning rate."),
     schedule: str = typer.Option(_default("schedule"), "--schedule", help="none, step, exponential or cosine."),
-    epochs: int = typer.Option(_default("epochs"), "--epochs",
-                               help="Budget in passes over the training images (the cap for early stopping)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs",
+                                         help="Budget in passes over the training images (the cap for early "
+                                         "stopping). Default: automatic, 40 passes but at least 400 steps, a "
+                                         "validation check every pass but at most every 10 steps."),
     batch_size: int = typer.Option(_default("batch_size"), "--batch-size", help="Batch size (per process)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every",
                                              help="Optimiser steps between validation checks (default: one pass)."),
@@ -67,8 +69,9 @@ def train_classifier_cmd(
 ) -> None:
     """Train a classifier on a patient-level split and evaluate it on the test split.
 
-    Defaults train to convergence: Adam 1e-3, batch 32, balanced class weights, validation loss checked after
-    every pass, early stopping after 6 checks without improvement (up to 40 passes), the best check restored.
+    Defaults train to convergence: Adam 1e-3, batch 32, balanced class weights, the validation loss checked every
+    pass (at most every 10 steps), early stopping after 6 checks without improvement, at most 40 passes (at least
+    400 steps), the best check restored; a run still improving at its end is flagged as undertrained.
     Example: cxraug train-classifier --data ROOT --model resnet18 --size 128 --augment fedoruk --out runs/r18"""
     from cxraug.classifiers.evaluate import evaluate, save_confusion_png
     from cxraug.classifiers.train import train_classifier, undertrained_note

@@ -64,6 +64,13 @@ from cxraug.io import torch_load, torch_save, write_text
 from cxraug.ui import make_progress
 
 CHECKPOINT_FORMAT = "cxraug-classifier/1"
+#: the automatic budget (``epochs=None``): passes, and the least optimiser steps in a budget and between validation
+#: checks. On 150 images a pass is 5 steps, and a from-scratch network's validation loss swings for its first tens
+#: of steps, so a budget counted in passes alone stops small-data runs before they converge (BENCHMARKS.md,
+#: "Classifier defaults").
+AUTO_EPOCHS = 40
+MIN_BUDGET_STEPS = 400
+MIN_EVAL_STEPS = 10
 
 
 class ClassifierConfig(BaseModel):
@@ -83,7 +90,9 @@ class ClassifierConfig(BaseModel):
     schedule: Literal["none", "step", "exponential", "cosine"] = "none"
     step_size: int = Field(2, ge=1, description="validation checks between step decays")
     gamma: float = Field(0.9, gt=0, le=1, description="decay factor of step/exponential schedules")
-    epochs: int = Field(40, ge=1, description="budget in passes over the training images (when max_steps is None)")
+    epochs: int | None = Field(None, ge=1, description="budget in passes over the training images (when max_steps "
+                               "is None); None = automatic: AUTO_EPOCHS passes, at least MIN_BUDGET_STEPS steps, "
+                               "with a validation check every pass but at most every MIN_EVAL_STEPS steps")
     batch_size: int = Field(32, ge=1, description="per process")
     eval_every: int | None = Field(None, ge=1, description="optimiser steps between validation checks; None = "
                                    "one pass over the training images")
@@ -109,7 +118,7 @@ class ClassifierConfig(BaseModel):
     @classmethod
     def _patience_given(cls, v: Any) -> Any:
         if v is None:
-            raise ValueError("patience: null no longer turns early stopping off; set early_stopping: false "
+            raise ValueError("null no longer turns early stopping off; set early_stopping: false "
                              "(patience then only judges convergence)")
         return v
 
@@ -257,6 +266,16 @@ def batch_stream(n: int, global_batch: int, seed: int) -> Iterator[np.ndarray]:
         buffer = buffer[global_batch:]
 
 
+def default_budget(cfg: ClassifierConfig, n_images: int, world: int = 1) -> tuple[int, int]:
+    """(eval_every, max_steps) of a run on ``n_images`` images per pass (see ``ClassifierConfig.epochs``)."""
+    per_pass = math.ceil(n_images / (cfg.batch_size * world))
+    if cfg.epochs is None:  # automatic
+        every, budget = max(per_pass, MIN_EVAL_STEPS), max(AUTO_EPOCHS * per_pass, MIN_BUDGET_STEPS)
+    else:
+        every, budget = per_pass, cfg.epochs * per_pass
+    return cfg.eval_every or every, cfg.max_steps or budget
+
+
 def check_steps(budget: int, every: int) -> list[int]:
     """Optimiser steps between consecutive validation checks: ``every`` each, the last one what is left."""
     return [every] * (budget // every) + ([budget % every] if budget % every else [])
@@ -365,8 +384,8 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     world = fabric.world_size
     stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)
     per_pass = math.ceil(len(tr.labels) / (cfg.batch_size * world))
-    every = cfg.eval_every or per_pass
-    phases = [("train", cfg.max_steps or cfg.epochs * per_pass, cfg.lr)]
+    every, budget = default_budget(cfg, len(tr.labels), world)
+    phases = [("train", budget, cfg.lr)]
     if cfg.unfreeze_last_epochs:
         phases.append(("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr))
     history: list[dict[str, Any]] = []

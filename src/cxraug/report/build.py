@@ -62,10 +62,29 @@ def comparison_rows(sd: StudyDir) -> list[dict[str, str]]:
                 _rank(sd.arms, c["baseline"]), _rank(list(BAR_METRICS), c["metric"]))
 
     return [{"regime": c["regime"], "classifier": c["classifier"], "arm": c["arm"], "baseline": c["baseline"],
-             "metric": c["metric"], "mean": f"{num(c, 'mean'):+.3f}" if not math.isnan(num(c, "mean")) else "",
+             "role": c.get("baseline_role", ""), "metric": c["metric"], "mean": f"{num(c, 'mean'):+.3f}" if not math.isnan(num(c, "mean")) else "",
              "ci": _ci(c), "p_holm": _f(num(c, "p_holm"), 4), "boot": _ci(c, "boot_low", "boot_high"),
              "covers": c.get("covers", "")}
             for c in sorted((c for c in sd.comparisons if c["metric"] in BAR_METRICS), key=order)]
+
+
+def headline(sd: StudyDir) -> list[dict[str, str]]:
+    """Macro-F1 paired difference of each generative arm against the strongest non-generative arm of its regime
+    and classifier (chosen by validation macro-F1), with the baseline's own mean."""
+    means = {(r["regime"], r["classifier"], r["arm"]): num(r, "mean") for r in sd.summary if r["metric"] == "f1"}
+    rows = []
+    for c in sd.comparisons:
+        if c.get("strongest_baseline") != "True" or c["metric"] != "f1":
+            continue
+        arm_mean, base_mean = means.get((c["regime"], c["classifier"], c["arm"]), math.nan), \
+            means.get((c["regime"], c["classifier"], c["baseline"]), math.nan)
+        rows.append({"regime": c["regime"], "classifier": c["classifier"], "arm": c["arm"],
+                     "baseline": c["baseline"], "arm_mean": _f(arm_mean), "baseline_mean": _f(base_mean),
+                     "mean": f"{num(c, 'mean'):+.3f}" if not math.isnan(num(c, "mean")) else "", "ci": _ci(c),
+                     "p_holm": _f(num(c, "p_holm"), 4), "n": c.get("n", "")})
+    order = {(r, c, a): i for i, (r, c, a) in enumerate((r, c, a) for r in sd.regimes for c in sd.classifiers
+                                                         for a in sd.arms)}
+    return sorted(rows, key=lambda r: order.get((r["regime"], r["classifier"], r["arm"]), len(order)))
 
 
 def _rank(names: list[str], name: str) -> int:
@@ -205,6 +224,7 @@ def build_report(out: str | Path) -> Path:
         phantom=sd.study.get("data") == "phantom",
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         cxraug=__version__,
+        headline=headline(sd), fairness=sd.study.get("fairness") or {},
         summary=summary_tables(sd), comparisons=comparison_rows(sd), bars=bar_charts(sd),
         confusions=confusion_matrices(sd), generators=generator_sections(sd), generator_rows=generator_table(sd),
         gen_columns=GEN_COLUMNS, bar_metrics=BAR_METRICS, audit=audit(sd), env=environment(sd))

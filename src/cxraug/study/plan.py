@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxraug import __version__
-from cxraug.study.protocol import ArmSpec, Protocol, RegimeSpec, classifier_config_fields
+from cxraug.study.protocol import ArmSpec, ClassifierSpec, Protocol, RegimeSpec, classifier_config_fields
 
 #: rough CPU seconds per image-pass at 64 px (one forward + backward), used only by the dry-run cost estimate
 _GEN_S_PER_IMAGE = 4e-3
@@ -122,10 +122,16 @@ def _arm_extra(arm: ArmSpec, counts: dict[str, int], gen_classes: list[str] | No
     return policy_counts(arm.policy.model_dump(), counts, covered)
 
 
-def _train_size(arm: ArmSpec, counts: dict[str, int], proto: Protocol) -> int:
-    gen = proto.generators[arm.generator] if arm.generator else None
-    extra = _arm_extra(arm, counts, gen.classes if gen else None)
-    return sum(counts.values()) + sum(extra.values())
+def classifier_budget(proto: Protocol, clf: ClassifierSpec, counts: dict[str, int]) -> dict[str, Any]:
+    """The step budget every arm of a regime shares, counted on the *real* training subset: validation every
+    ``eval_every`` steps, ``max_steps`` in all, early stopping or not (``training.equal_steps``)."""
+    from cxraug.classifiers.train import ClassifierConfig, default_budget
+
+    cfg = ClassifierConfig(**classifier_config_fields(clf))
+    every, steps = default_budget(cfg, sum(counts.values()))
+    t = proto.training
+    return {"eval_every": t.eval_every or every, "max_steps": t.max_steps or steps,
+            "early_stopping": not t.equal_steps}
 
 
 def build_plan(proto: Protocol, data: DataInfo) -> Plan:
@@ -166,10 +172,8 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                                 spec=spec, cost_s=_generator_cost(cfg, n_train, len(gspec.classes or counts)))
                     gen_units[(name, regime.name, draw, gseed)] = unit
                     plan.units.append(unit)
-            steps = None
-            if proto.training.equal_steps:
-                steps = max(_train_size(a, counts, proto) for a in proto.arms)
             for clf in proto.classifiers:
+                budget = classifier_budget(proto, clf, counts)
                 for arm in proto.arms:
                     gseeds: list[int | None] = list(range(rep.generator_seeds)) if arm.generator else [None]
                     for gseed in gseeds:
@@ -180,15 +184,15 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                             spec = {**base, "kind": "classifier", "regime": _regime_spec(regime), "draw": draw,
                                     "classifier": cfg, "size": clf.size, "arm": arm.model_dump(),
                                     "generator_unit": gunit.key if gunit else None,
-                                    "training": proto.training.model_dump(), "equal_steps_images": steps,
+                                    "training": proto.training.model_dump(include={"loss_weighting"}),
+                                    "budget": budget,
                                     "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}
-                            n_img = _train_size(arm, counts, proto)
                             plan.units.append(Unit(
                                 key=content_key(spec), kind="classifier",
                                 fields={"arm": arm.name, "role": arm.role, "regime": regime.name,
                                         "classifier": clf.name, "draw": draw, "gen_seed": gseed, "clf_seed": cseed},
                                 spec=spec, needs=gunit.key if gunit else None,
-                                cost_s=_classifier_cost(clf.config, steps or n_img, clf.size or data.size)))
+                                cost_s=_classifier_cost(budget, clf, clf.size or data.size)))
     return plan
 
 
@@ -199,9 +203,10 @@ def _generator_cost(cfg: dict[str, Any], n_train: int, n_models: int) -> float:
     return steps * batch * (size / 64) ** 2 * _GEN_S_PER_IMAGE * (n_models if n_models else 1)
 
 
-def _classifier_cost(cfg: dict[str, Any], n_images: int, size: int) -> float:
-    epochs = float(cfg.get("epochs", 10))
-    return epochs * n_images * (size / 64) ** 2 * _CLF_S_PER_IMAGE
+def _classifier_cost(budget: dict[str, Any], clf: ClassifierSpec, size: int) -> float:
+    """Seconds for the whole budget (early stopping usually ends sooner)."""
+    batch = int(clf.config.get("batch_size", 32))
+    return budget["max_steps"] * batch * (size / 64) ** 2 * _CLF_S_PER_IMAGE
 
 
 def describe(plan: Plan, done: set[str]) -> list[str]:

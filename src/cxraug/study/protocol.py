@@ -148,11 +148,27 @@ class ClassifierSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
-    """Settings shared by every arm, so arms differ only in their training images."""
+    """Settings shared by every arm, so arms differ only in their training images.
+
+    Budgets are counted in optimiser steps on the *real* training subset of the regime, the same for every arm:
+    a validation check every ``eval_every`` steps (default one pass over the real images, at least
+    ``MIN_EVAL_STEPS``) and at most ``max_steps`` steps (default the classifier's ``epochs`` passes over the
+    real images, at least ``MIN_BUDGET_STEPS``). An arm with 4x more images per pass gets no more steps and no
+    more patience than ``none``.
+    """
 
     loss_weighting: Literal["none", "balanced"] = Field(
-        "none", description="balanced = inverse class frequency of the real training subset, same for all arms")
-    equal_steps: bool = Field(False, description="every arm gets the optimiser steps of the largest arm")
+        "balanced", description="balanced = inverse class frequency of the real training subset, same for all arms")
+    equal_steps: bool = Field(True, description="true: every arm makes exactly max_steps optimiser steps and "
+                              "restores its best validation check (equal budgets); false: every arm stops early "
+                              "after `patience` checks without a lower validation loss (same patience in steps, "
+                              "same cap; the step counts then differ per arm and the report says so)")
+    max_steps: int | None = Field(None, ge=1, description="optimiser-step budget shared by every arm; null = "
+                                  "derived from the classifier's epochs and the real training subset")
+    eval_every: int | None = Field(None, ge=1, description="optimiser steps between validation checks, shared by "
+                                   "every arm; null = one pass over the real training subset")
+    add_baselines: bool = Field(True, description="add a classical arm and an oversample + classical arm at the "
+                                "same image count for every generative arm that lacks them (the study says so)")
 
 
 class RepeatSpec(_Strict):
@@ -298,8 +314,8 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
         owned = sorted(set(clf.config) & _STUDY_OWNED)
         if owned:
             raise _ProtocolProblem(f"classifiers[{i}].config: {', '.join(owned)} are set by the study for every "
-                                   "arm alike (training.loss_weighting, training.equal_steps, arms[].classical, "
-                                   "classifiers[].size)")
+                                   "arm alike (training.loss_weighting, training.equal_steps, training.max_steps, "
+                                   "training.eval_every, arms[].classical, classifiers[].size)")
         if clf.model not in CLASSIFIERS:
             raise _ProtocolProblem(f"classifiers[{i}].model: unknown classifier {clf.model!r}; "
                                    f"known: {', '.join(CLASSIFIERS.names())}")
@@ -308,7 +324,7 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
 
 
 #: ClassifierConfig fields the study sets itself, identically for every arm
-_STUDY_OWNED = {"class_weights", "max_steps", "augment", "size"}
+_STUDY_OWNED = {"class_weights", "max_steps", "eval_every", "early_stopping", "augment", "size"}
 
 
 def classifier_config_fields(clf: ClassifierSpec) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from cxraug.errors import CxraugError
 from cxraug.study import stats
 from cxraug.study.data import StudyData, load_study_data, sizes_needed
 from cxraug.study.executors import LocalExecutor, RayExecutor, Task
+from cxraug.study.baselines import complete_arms, pairings
 from cxraug.study.plan import DataInfo, Plan, Unit, build_plan, describe
 from cxraug.study.protocol import Protocol
 from cxraug.study.units import run_classifier_unit, run_generator_unit
@@ -37,7 +38,8 @@ GEN_METRICS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_covera
 
 
 class UnitStore:
-    """Finished units under ``OUT/units/<key>/``: ``result.json`` (+ ``pool.npz`` for generators)."""
+    """Finished units under ``OUT/units/<key>/``: ``result.json`` (+ ``pool.npz`` for generators,
+    ``history.csv`` for classifiers: one row per validation check)."""
 
     def __init__(self, out: Path) -> None:
         self.root = out / "units"
@@ -50,7 +52,11 @@ class UnitStore:
 
     def save(self, unit: Unit, result: dict[str, Any]) -> None:
         folder = self.folder(unit.key)
-        record = {k: v for k, v in result.items() if k != "pool"}
+        record = {k: v for k, v in result.items() if k not in ("pool", "history")}
+        if "history" in result:
+            from cxraug.classifiers.train import write_history_csv
+
+            write_history_csv(result["history"], folder / "history.csv")
         if "pool" in result:
             with io.atomic_path(folder / "pool.npz") as tmp:
                 with open(tmp, "wb") as f:
@@ -132,6 +138,9 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
     data = load_study_data(proto, data_root, test_root)
     if data.source == "phantom":
         banner("data: phantom - synthetic test data, not medical data; results say nothing about X-rays")
+    proto, added = complete_arms(proto, data.classes)
+    for note in added:
+        console.print(f"[yellow]note[/]: {note}")
     data_size, _, _ = sizes_needed(proto)
     info = DataInfo(fingerprint=data.fingerprint, classes=data.classes, counts=data.counts(data_size),
                     test_fingerprint=data.test_fingerprint, size=data_size)
@@ -159,7 +168,7 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
 
     if tasks:
         _executor(executor, address, proto).run(tasks, upstream, on_result)
-    write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor)
+    write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor, added=added)
     return out
 
 
@@ -198,29 +207,77 @@ def generator_rows(plan: Plan, store: UnitStore) -> tuple[list[dict[str, Any]], 
         base = {"unit": u.key, "kind": "generator", **u.fields}
         for c, m in per_class.items():
             class_rows.append({**base, "class": c, **m})
-        steps = ";".join(f"{r['folder']}:{r['steps']}" for r in res.get("fit", []))
-        unit_rows.append({**base, "steps": steps,
+        fits = res.get("fit", [])
+        steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
+        best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
+        unit_rows.append({**base, "steps": steps, "best_step": best, "converged": generators_converged(fits),
                           **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
                           "wall_s": res["wall_s"]})
     return unit_rows, class_rows
+
+
+def generators_converged(fits: list[dict[str, Any]]) -> bool | None:
+    """False when a trained model's best checkpoint is its last one (KID still improving: may be undertrained);
+    None when no checkpoint was scored."""
+    scored = [r for r in fits if r.get("best_step") is not None]
+    return all(r["best_step"] < r["steps"] for r in scored) if scored else None
 
 
 def classifier_rows(plan: Plan, store: UnitStore) -> list[dict[str, Any]]:
     rows = []
     for u in plan.of_kind("classifier"):
         res = store.load(u.key)
+        budget = u.spec["budget"]
         rows.append({"unit": u.key, "kind": "classifier", **u.fields, "generator_unit": u.needs or "",
                      "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
+                     "budget_steps": budget["max_steps"], "eval_every": budget["eval_every"],
+                     "early_stopping": budget["early_stopping"], "steps": res["steps"],
+                     "best_step": res["best_step"], "converged": res["converged"], "val_f1": res["val_f1"],
                      **{m: res["metrics"].get(m, math.nan) for m in METRICS}, "wall_s": res["wall_s"]})
     return rows
 
 
-def _baselines(proto: Protocol) -> dict[str, str]:
-    """role -> arm name of the baselines every other arm is compared with (first arm of each role)."""
-    out: dict[str, str] = {}
-    for arm in proto.arms:
-        if arm.role in ("none", "oversample", "classical") and arm.role not in out:
-            out[arm.role] = arm.name
+def budget_note(proto: Protocol, plan: Plan) -> str:
+    """How the arms' training budgets compare, in one line (study.json, console, report)."""
+    budgets = sorted({(u.fields["regime"], u.fields["classifier"], u.spec["budget"]["max_steps"],
+                       u.spec["budget"]["eval_every"]) for u in plan.of_kind("classifier")})
+    each = "; ".join(f"{r}/{c}: {m} steps, validation every {e}" for r, c, m, e in budgets)
+    batch = {c.name: int(c.config.get("batch_size", 32)) for c in proto.classifiers}
+    if proto.training.equal_steps:
+        return (f"equal budgets: every arm makes the same number of optimiser steps (batch {batch}) and restores "
+                f"its best validation check ({each})")
+    return (f"early stopping: every arm stops after `patience` validation checks without improvement, the same "
+            f"patience in steps and the same cap for every arm; step counts differ per arm (results.csv steps) "
+            f"({each})")
+
+
+def fairness_warnings(crows: list[dict[str, Any]], grows: list[dict[str, Any]]) -> list[str]:
+    """Undertrained units: classifiers whose validation loss was still falling at the end of their budget,
+    generators whose best checkpoint is their last."""
+    out = []
+    flagged: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in crows:
+        if r["converged"] is False:
+            flagged.setdefault((r["regime"], r["classifier"], r["arm"]), []).append(r)
+    for (regime, clf, arm), rows in flagged.items():
+        n = sum(1 for r in crows if (r["regime"], r["classifier"], r["arm"]) == (regime, clf, arm))
+        steps = ", ".join(f"{r['best_step']}/{r['steps']}" for r in rows)
+        who = "baseline" if rows[0]["role"] != "generative" else "arm"
+        out.append(f"{who} may be undertrained: {arm} ({regime}, {clf}) - {len(rows)} of {n} repeats still "
+                   f"improved within the patience window of their budget (best step/steps: {steps}); raise the "
+                   f"classifier's epochs or training.max_steps")
+    for g in grows:
+        if g["converged"] is False:
+            out.append(f"generator may be undertrained: {g['generator']} ({g['regime']} draw {g['draw']} seed "
+                       f"{g['gen_seed']}) - its best checkpoint is its last (best step {g['best_step']} of "
+                       f"{g['steps']}); raise its steps")
+    return out
+
+
+def _val_f1(crows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    out: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in crows:
+        out.setdefault((r["regime"], r["classifier"]), {}).setdefault(r["arm"], []).append(float(r["val_f1"]))
     return out
 
 
@@ -251,7 +308,7 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
 
 
 def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData, out: Path, wall_s: float,
-                  executor: str) -> None:
+                  executor: str, added: list[str] | None = None) -> None:
     """results.csv, summary.csv, comparisons.csv, generators.csv, subgroups.csv, tables/, study.json."""
     conf = proto.metrics.confidence
     crows = classifier_rows(plan, store)
@@ -264,7 +321,19 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
         _csv(out / "generator_checkpoints.csv", by_step)
     metrics = [m for m in METRICS if any(not math.isnan(r[m]) for r in crows)]
     summary = stats.summarise(crows, metrics, conf)
-    comparisons = stats.compare(crows, _baselines(proto), metrics, conf)
+    pairs = pairings(proto, data.classes, _val_f1(crows))
+    comparisons = stats.compare(crows, pairs, metrics, conf)
+    strongest = {(p.regime, p.classifier): p.baseline for p in pairs if p.strongest}
+    undertrained: dict[tuple[str, str, str], int] = {}
+    for r in crows:
+        key = (r["regime"], r["classifier"], r["arm"])
+        undertrained[key] = undertrained.get(key, 0) + (r["converged"] is False)
+    for row in summary:
+        row["strongest_baseline"] = strongest.get((row["regime"], row["classifier"]), "")
+        row["undertrained"] = undertrained[(row["regime"], row["classifier"], row["arm"])]
+    fairness = {"budget": budget_note(proto, plan), "added_arms": list(added or []),
+                "warnings": fairness_warnings(crows, grows),
+                "strongest_baselines": {f"{r}/{c}": a for (r, c), a in strongest.items()}}
     _add_bootstrap(plan, store, data, proto, summary, comparisons)
     _add_generator_quality(proto, summary, grows)
     _csv(out / "summary.csv", summary)
@@ -287,9 +356,14 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
             "platform": platform.platform(), "versions": _versions(), "device": str(resolve_device(
                 proto.execution.device)), "command": " ".join(sys.argv), "executor": executor, "wall_s": wall_s,
             "units": len(plan.units), "warnings": audit_warnings(data.splits[data_size], proto.metrics.subgroups),
-            **data.describe()}
+            "fairness": fairness, **data.describe()}
     io.write_json(out / "study.json", meta)
     print_summary(proto, summary, comparisons)
+    console.print(fairness["budget"])
+    for line in fairness["added_arms"]:
+        console.print(f"[yellow]note[/]: {line}")
+    for line in fairness["warnings"]:
+        console.print(f"[yellow]warning[/]: {line}")
     console.print(tables)
     from cxraug.report import build_report
 
@@ -382,23 +456,26 @@ def render_tables(proto: Protocol, summary: list[dict]) -> str:
 
 def print_summary(proto: Protocol, summary: list[dict], comparisons: list[dict]) -> None:
     """Per regime and classifier: each arm's accuracy / macro-F1 / MCC with CIs, the paired difference in
-    macro-F1 against ``none`` and the generator's KID and coverage beside the real-vs-real floor."""
+    macro-F1 of each generative arm against the strongest non-generative arm (chosen on validation) and the
+    generator's KID and coverage beside the real-vs-real floor."""
     from rich.table import Table
 
     for regime in proto.regimes:
         for clf in proto.classifiers:
-            t = Table(title=f"{proto.name}: {regime.name} / {clf.name}")
-            for col in ("arm", "accuracy", "macro-F1 [CI]", "MCC", "ΔF1 vs none [CI] p_holm",
-                        "gen KID (floor)", "gen coverage (floor)"):
-                t.add_column(col)
             idx = {(s["arm"], s["metric"]): s for s in summary if s["regime"] == regime.name
                    and s["classifier"] == clf.name}
+            best = next((s["strongest_baseline"] for s in idx.values()), "")
+            t = Table(title=f"{proto.name}: {regime.name} / {clf.name} (strongest baseline by validation "
+                            f"macro-F1: {best or '-'})")
+            for col in ("arm", "accuracy", "macro-F1 [CI]", "MCC", "ΔF1 vs strongest baseline [CI] p_holm",
+                        "gen KID (floor)", "gen coverage (floor)"):
+                t.add_column(col)
             for arm in proto.arms:
                 f1 = idx.get((arm.name, "f1"))
                 if f1 is None:
                     continue
                 diff = next((c for c in comparisons if c["regime"] == regime.name and c["classifier"] == clf.name
-                             and c["arm"] == arm.name and c["baseline_role"] == "none" and c["metric"] == "f1"), None)
+                             and c["arm"] == arm.name and c["strongest_baseline"] and c["metric"] == "f1"), None)
                 d = "" if diff is None else (f"{diff['mean']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}] "
                                              f"p={diff.get('p_holm', math.nan):.3g}")
                 kid = "" if "gen_kid" not in f1 else f"{f1['gen_kid']:.4f} ({f1['gen_floor_kid']:.4f})"

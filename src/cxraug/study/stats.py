@@ -99,9 +99,10 @@ def _pair_values(rows: list[dict[str, Any]], metric: str) -> dict[tuple, float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def compare(rows: list[dict[str, Any]], baselines: dict[str, str], metrics: Sequence[str],
+def compare(rows: list[dict[str, Any]], pairings: Sequence[Any], metrics: Sequence[str],
             confidence: float = 0.95) -> list[dict[str, Any]]:
-    """Paired differences of every arm against each baseline arm (``{role: arm name}``).
+    """Paired differences ``arm - baseline`` for each pairing (``regime``, ``classifier``, ``arm``, ``baseline``,
+    ``role``, ``strongest`` attributes, e.g. :class:`cxraug.study.baselines.Pairing`).
 
     Pairs share regime, classifier, subset draw and classifier seed; an arm with several generator seeds
     contributes their mean to each pair. p-values are Holm-adjusted per metric over all comparisons returned.
@@ -110,25 +111,24 @@ def compare(rows: list[dict[str, Any]], baselines: dict[str, str], metrics: Sequ
     for r in rows:
         by[tuple(r[k] for k in _GROUP)].append(r)
     out = []
-    for (regime, clf, arm), grp in sorted(by.items()):
-        for role, base in baselines.items():
-            if arm == base or (regime, clf, base) not in by:
+    for pg in pairings:
+        grp, base_rows = by.get((pg.regime, pg.classifier, pg.arm)), by.get((pg.regime, pg.classifier, pg.baseline))
+        if not grp or not base_rows:
+            continue
+        for m in metrics:
+            a, b = _pair_values(grp, m), _pair_values(base_rows, m)
+            keys = sorted(set(a) & set(b))
+            if not keys:
                 continue
-            base_rows = by[(regime, clf, base)]
-            for m in metrics:
-                a, b = _pair_values(grp, m), _pair_values(base_rows, m)
-                keys = sorted(set(a) & set(b))
-                if not keys:
-                    continue
-                res = paired_test([a[k] for k in keys], [b[k] for k in keys], confidence)
-                src = covers([r for r in grp if (r["draw"], r["clf_seed"]) in keys])
-                gens = {r.get("gen_seed") for r in grp} - {None}
-                if len(gens) > 1:
-                    src = src.replace(f"generator seed x{len(gens)}",
-                                      f"generator seed x{len(gens)} (averaged within each pair)")
-                out.append({"regime": regime, "classifier": clf, "arm": arm, "baseline": base,
-                            "baseline_role": role, "metric": m, **res, "confidence": confidence,
-                            "covers": src})
+            res = paired_test([a[k] for k in keys], [b[k] for k in keys], confidence)
+            src = covers([r for r in grp if (r["draw"], r["clf_seed"]) in keys])
+            gens = {r.get("gen_seed") for r in grp} - {None}
+            if len(gens) > 1:
+                src = src.replace(f"generator seed x{len(gens)}",
+                                  f"generator seed x{len(gens)} (averaged within each pair)")
+            out.append({"regime": pg.regime, "classifier": pg.classifier, "arm": pg.arm, "baseline": pg.baseline,
+                        "baseline_role": pg.role, "strongest_baseline": pg.strongest, "metric": m, **res,
+                        "confidence": confidence, "covers": src})
     for m in metrics:
         sel = [r for r in out if r["metric"] == m]
         for r, p in zip(sel, holm([r["p"] for r in sel])):

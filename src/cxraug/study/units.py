@@ -262,19 +262,17 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
     if upstream is not None:
         pool = pool_from_arrays(upstream["pool"], train.classes, train.meta)
     aug = build_training_set(spec, train, pool, seed)
-    # one loss weighting and (optionally) one step budget for every arm; the classical policy is the arm's
-    # loss weights come from the *real* training subset, so every arm of a regime has the same weights
+    # one loss weighting and one step budget for every arm; the classical policy is the arm's.
+    # Loss weights come from the *real* training subset, so every arm of a regime has the same weights
     weights = False
     if spec["training"]["loss_weighting"] == "balanced":
         from cxraug.classifiers.train import class_weight_tensor
 
         weights = class_weight_tensor(train.labels, len(train.classes)).tolist()
-    fields.update(augment=spec["arm"]["classical"], class_weights=weights)
-    if spec["equal_steps_images"]:
-        epochs = int(fields.get("epochs", ClassifierConfig.model_fields["epochs"].default))
-        batch = int(fields.get("batch_size", ClassifierConfig.model_fields["batch_size"].default))
-        fields["max_steps"] = epochs * math.ceil(spec["equal_steps_images"] / batch)
+    # the step budget is counted on the real subset and shared by every arm (cxraug.study.plan.classifier_budget)
+    fields.update(augment=spec["arm"]["classical"], class_weights=weights, **spec["budget"])
     trained = train_classifier(aug, val, ClassifierConfig(**fields), device=device)
+    val_res = metrics_from_predictions(val.labels, trained.predict_proba(val.images, device=device), val.classes)
     prob = trained.predict_proba(test.images, device=device)
     res = metrics_from_predictions(test.labels, prob, test.classes)
     metrics = {"accuracy": res["accuracy"], "precision": res["macro_precision"], "recall": res["macro_recall"],
@@ -282,6 +280,8 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
                "auc": res["macro_auc"], "weighted_f1": res["weighted_f1"]}
     return {"metrics": {k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
             "confusion_matrix": res["confusion_matrix"], "y_true": test.labels.tolist(),
-            "y_pred": prob.argmax(1).tolist(), "best_epoch": trained.best_epoch,
+            "y_pred": prob.argmax(1).tolist(), "steps": trained.steps, "best_step": trained.best_step,
+            "converged": trained.converged, "val_f1": float(val_res["macro_f1"]), "history": trained.history,
+            "val_loss": float(trained.history[trained.best_check - 1]["val_loss"]),
             "n_train": len(aug), "n_real": int((~aug.synthetic).sum()), "n_synthetic": int(aug.synthetic.sum()),
             "wall_s": time.time() - t0}

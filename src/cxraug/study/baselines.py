@@ -1,0 +1,121 @@
+"""Fair comparisons: the baselines every generative arm must beat, and which of them is the strongest.
+
+* :func:`complete_arms` - every generative arm is compared with a classical-only arm and with an
+  ``oversample + classical`` arm that adds *repeated real* images at the same image count (same policy, same
+  classes). Missing ones are added (``training.add_baselines``), each with a note that the outputs carry.
+* :func:`pairings` - which arm each arm is compared with: the first ``none`` arm, the first classical-only arm,
+  the oversample arm with the same policy, and - for generative arms - the strongest non-generative arm.
+* :func:`strongest` - the non-generative arm with the highest mean *validation* macro-F1 (never test): the
+  baseline of the report's headline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cxraug.study.protocol import ArmSpec, PolicySpec, Protocol
+
+#: classical policy of added baselines when no arm of the protocol names one
+DEFAULT_CLASSICAL = "fedoruk"
+ROLES = ("none", "classical", "oversample")
+
+
+def _covered_policy(arm: ArmSpec, proto: Protocol, classes: list[str]) -> PolicySpec:
+    """The arm's policy with the classes that actually receive images spelt out (a generator trained on some
+    classes only, or a translation model, covers fewer than all)."""
+    assert arm.policy is not None
+    if arm.policy.classes is not None or not arm.generator:
+        return arm.policy
+    gen = proto.generators[arm.generator]
+    covered = [c for c in (gen.classes or classes) if c != gen.source]
+    return arm.policy if covered == list(classes) else arm.policy.model_copy(update={"classes": covered})
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, k = name, 2
+    while out in taken:
+        out, k = f"{name}-{k}", k + 1
+    return out
+
+
+def complete_arms(proto: Protocol, classes: list[str]) -> tuple[Protocol, list[str]]:
+    """The protocol with a classical arm and a matched oversample + classical arm for every generative arm that
+    lacks them, and one note per added arm."""
+    if not proto.training.add_baselines:
+        return proto, []
+    arms = list(proto.arms)
+    notes: list[str] = []
+    default = next((a.classical for a in arms if a.classical), DEFAULT_CLASSICAL)
+    for gen_arm in [a for a in proto.arms if a.role == "generative"]:
+        policy = _covered_policy(gen_arm, proto, classes)
+        classical = gen_arm.classical or default
+        taken = {a.name for a in arms}
+        if not any(a.role == "classical" and a.classical == classical for a in arms):
+            arm = ArmSpec(name=_unique("classical" if classical == default else f"classical-{classical}", taken),
+                          classical=classical)
+            arms.append(arm)
+            notes.append(f"added arm {arm.name!r} (classical {classical}): the classical baseline of generative arm "
+                         f"{gen_arm.name!r}")
+        if not any(a.oversample and a.policy == policy and a.classical == classical for a in arms):
+            arm = ArmSpec(name=_unique(f"oversample+{classical}", {a.name for a in arms}), oversample=True,
+                          policy=policy, classical=classical)
+            arms.append(arm)
+            notes.append(f"added arm {arm.name!r} (repeated real images, same policy {policy.model_dump()}, "
+                         f"classical {classical}): the same-image-count baseline of generative arm "
+                         f"{gen_arm.name!r}")
+    return proto.model_copy(update={"arms": arms}), notes
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """``arm`` is compared with ``baseline``; ``role`` says why (none / classical / oversample / strongest)."""
+
+    regime: str
+    classifier: str
+    arm: str
+    baseline: str
+    role: str
+    strongest: bool  # the baseline is the strongest non-generative arm of this regime and classifier
+
+
+def strongest(val_f1: dict[str, list[float]], proto: Protocol) -> str | None:
+    """The non-generative arm with the highest mean validation macro-F1 (ties: the first in protocol order)."""
+    means = {a.name: float(np.mean(val_f1[a.name])) for a in proto.arms
+             if a.role != "generative" and val_f1.get(a.name)}
+    return max(means, key=lambda n: means[n]) if means else None
+
+
+def _matched_oversample(arm: ArmSpec, proto: Protocol, classes: list[str]) -> str | None:
+    over = [a for a in proto.arms if a.oversample]
+    if arm.policy is None or not over:
+        return over[0].name if over else None
+    policy = _covered_policy(arm, proto, classes)
+    same = [a for a in over if a.policy == policy]
+    exact = [a for a in same if a.classical == arm.classical or (arm.generator and a.classical)]
+    return (exact or same or over)[0].name
+
+
+def pairings(proto: Protocol, classes: list[str], val_f1: dict[tuple[str, str], dict[str, list[float]]]
+             ) -> list[Pairing]:
+    """Every comparison of the study. ``val_f1[(regime, classifier)][arm]`` holds the arm's validation
+    macro-F1 per repeat (it picks the strongest baseline)."""
+    first = {role: next((a.name for a in proto.arms if a.role == role), None) for role in ("none", "classical")}
+    out = []
+    for regime in proto.regimes:
+        for clf in proto.classifiers:
+            best = strongest(val_f1.get((regime.name, clf.name), {}), proto)
+            for arm in proto.arms:
+                bases = {"none": first["none"], "classical": first["classical"],
+                         "oversample": _matched_oversample(arm, proto, classes)}
+                seen = set()
+                for role, base in bases.items():
+                    if base is None or base == arm.name or base in seen:
+                        continue
+                    seen.add(base)
+                    out.append(Pairing(regime.name, clf.name, arm.name, base, role,
+                                       arm.role == "generative" and base == best))
+                if arm.role == "generative" and best is not None and best not in seen:
+                    out.append(Pairing(regime.name, clf.name, arm.name, best, "strongest", True))
+    return out
