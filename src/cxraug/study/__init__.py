@@ -5,6 +5,8 @@
 
 * :mod:`~cxraug.study.protocol` - the YAML protocol (Pydantic; errors name the field path).
 * :mod:`~cxraug.study.data` - data at every needed size, patient-level split, regimes (too large -> rejected).
+* :mod:`~cxraug.study.baselines` - fair comparisons: classical and same-count oversample + classical arms added
+  for every generative arm that lacks them; the strongest non-generative arm by validation macro-F1.
 * :mod:`~cxraug.study.plan` - units keyed by content hash (cxraug version, data fingerprint, settings, seeds);
   a generator unit is shared by every classifier, seed and arm that uses it on the same training subset.
 * :mod:`~cxraug.study.units` - the generator and classifier units (run in any process; return their results).
@@ -15,8 +17,10 @@
 Honesty rules enforced: patient-level splits; generators see only the training subset; synthetic images are
 marked and only ever appended to a training set (a canary stops the study if one reaches validation or test;
 they never pass through the data cache); the same test set for every arm; one loss weighting
-(``training.loss_weighting``) and optionally one optimiser-step budget (``training.equal_steps``) for every arm;
-best checkpoints and epochs are chosen on validation images, never on test.
+(``training.loss_weighting``, balanced by default) and one optimiser-step budget counted on the real training
+subset for every arm (``training.equal_steps``, on by default; ``max_steps`` / ``eval_every`` share an explicit
+one); best checkpoints and checks, and the strongest baseline, are chosen on validation images, never on test;
+units still improving at the end of their budget are flagged (``converged``) and warned about.
 
 Repeats: ``repeats.classifier_seeds``, ``repeats.subset_draws`` (nested regimes) and ``repeats.generator_seeds``
 are separate counts; every interval states the sources it covers (``covers`` column).
@@ -25,20 +29,28 @@ Output directory (``OUT``; every file written atomically):
 
 * ``results.csv`` - one row per unit. Classifier rows: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``
   (none / oversample / classical / generative), ``regime``, ``classifier``, ``draw``, ``gen_seed`` (empty
-  without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``, test metrics
+  without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``, ``budget_steps``, ``eval_every``,
+  ``early_stopping`` (the shared budget), ``steps`` (made), ``best_step`` (restored), ``converged`` (False: the
+  validation loss was still falling within ``patience`` checks of the end), ``val_f1`` (validation macro-F1 of the
+  restored model), test metrics
   ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
   one-vs-rest), ``wall_s``. Generator rows: ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``,
-  ``draw``, ``gen_seed``, ``steps`` (per trained model), class-averaged ``kid``, ``floor_kid``, ``fid``,
+  ``draw``, ``gen_seed``, ``steps`` and ``best_step`` (per trained model), ``converged`` (False: a model's best
+  checkpoint is its last), class-averaged ``kid``, ``floor_kid``, ``fid``,
   ``floor_fid``, ``coverage``, ``floor_coverage``, ``precision``, ``recall``, ``density``,
   ``memorised_fraction``, ``wall_s``. The floor is the real-vs-real value: training-subset images against the
   same validation images the synthetic ones are compared with.
 * ``summary.csv`` - per (``regime``, ``classifier``, ``arm``, ``metric``): ``n``, ``mean``, ``sd``, ``ci_low``,
   ``ci_high`` (t-interval over repeats), ``confidence``, ``covers``; ``boot_low``, ``boot_high``, ``boot_sd``,
   ``boot_covers`` (percentile interval over test-image resamples, models fixed); generative arms also
-  ``gen_kid``, ``gen_floor_kid``, ``gen_coverage``, ``gen_floor_coverage``, ``gen_memorised_fraction``.
-* ``comparisons.csv`` - paired differences arm - baseline for baselines ``none``, ``oversample`` and
-  ``classical`` (the first arm of each role): ``regime``, ``classifier``, ``arm``, ``baseline``,
-  ``baseline_role``, ``metric``, ``n`` pairs (same draw and classifier seed; generator seeds averaged within a
+  ``gen_kid``, ``gen_floor_kid``, ``gen_coverage``, ``gen_floor_coverage``, ``gen_memorised_fraction``; every row
+  ``strongest_baseline`` (the non-generative arm with the highest mean validation macro-F1 of its regime and
+  classifier) and ``undertrained`` (repeats flagged not converged).
+* ``comparisons.csv`` - paired differences arm - baseline (:func:`cxraug.study.baselines.pairings`): against the
+  first ``none`` arm, the first classical-only arm, the oversample arm with the same policy (``baseline_role``
+  ``none`` / ``classical`` / ``oversample``) and, for generative arms, the strongest non-generative arm
+  (``strongest_baseline`` True; role ``strongest`` when it is none of the others): ``regime``, ``classifier``,
+  ``arm``, ``baseline``, ``baseline_role``, ``strongest_baseline``, ``metric``, ``n`` pairs (same draw and classifier seed; generator seeds averaged within a
   pair), ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm`` (Holm over every comparison of that
   metric), ``covers``, ``boot_*`` (paired test-image bootstrap of the difference).
 * ``subgroups.csv`` - when the test images carry ``metrics.subgroups`` columns (``population``,
@@ -48,11 +60,13 @@ Output directory (``OUT``; every file written atomically):
   ``kid``, ``fid``, ``coverage``, ``floor_kid``, ``floor_fid``.
 * ``tables.md`` - the published tables in their own layout (``tables:`` of the protocol), mean ± sd.
 * ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
-  split and regime counts, ``warnings`` (data audit), versions, device, executor, command, ``wall_s``.
+  split and regime counts, ``warnings`` (data audit), ``fairness`` (``budget``: how the arms' budgets compare;
+  ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor, command, ``wall_s``.
 * ``protocol.yaml``, ``plan.json`` (units, keys, dependencies), ``skipped.csv``, ``real_samples.npz``,
   ``report.html`` (:func:`cxraug.report.build_report`).
 * ``units/<key>/result.json`` - each finished unit (classifier: ``metrics``, ``confusion_matrix``, ``y_true``,
-  ``y_pred``); ``units/<key>/pool.npz`` - a generator unit's synthetic images; the generator's own work folders
+  ``y_pred``; ``units/<key>/history.csv``: one row per validation check); ``units/<key>/pool.npz`` - a
+  generator unit's synthetic images; the generator's own work folders
   (``<class>/`` or ``model/``: checkpoints, ``losses.csv``, sample grids) and ``memorisation_<class>.png``.
 
 Resume: re-running the same command skips units whose ``result.json`` exists and resumes unfinished generators
