@@ -2,14 +2,15 @@
 
 Both pipelines see the same patient-level split of a real dataset (``--n-per-class`` training images per class,
 the full validation and test folds), use Adam 1e-3, batch 32, balanced class weights, early stopping on the
-validation loss with the best weights restored, and the same classical transform (cxraug's ``fedoruk`` policy,
+validation set with the best weights restored, and the same classical transform (cxraug's ``fedoruk`` policy,
 applied per batch) for the ``classical`` arm. The hand-written loop is plain PyTorch: ``torchvision`` ResNet-18
 (grayscale replicated to 3 channels), a shuffled ``DataLoader``, ``CrossEntropyLoss(weight=...)``. Its stopping
 rule comes in two variants:
 
-* ``handwritten``: the rule cxraug's defaults use (validation every max(one pass, 10 steps), stop after 6 checks
-  without improvement, at most max(40 passes, 400 steps));
-* ``handwritten-epochs``: the common textbook rule (validation every epoch, patience 6 epochs, at most 40 epochs).
+* ``handwritten``: the rule cxraug's defaults use (validation macro-F1, ties broken by the lower loss, checked
+  every max(one pass, 10 steps); stop after 6 checks without improvement; at most max(40 passes, 400 steps));
+* ``handwritten-epochs``: the common textbook rule (validation loss every epoch, patience 6 epochs, at most 40
+  epochs).
 
 ``cxraug`` is ``train_classifier`` with a default ``ClassifierConfig`` (only ``augment`` and ``seed`` set).
 Macro-F1 and MCC on the test fold; mean, sd and standard error over seeds per (pipeline, arm).
@@ -80,7 +81,7 @@ def handwritten(train: Any, val: Any, test: Any, seed: int, arm: str, rule: str)
     else:
         every, budget = per_pass, 40 * per_pass
     xv, yv = _unit(torch.as_tensor(val.images)).expand(-1, 3, -1, -1), torch.as_tensor(val.labels).long()
-    best, best_state, best_step, bad, step = math.inf, copy.deepcopy(net.state_dict()), 0, 0, 0
+    best, best_state, best_step, bad, step = None, copy.deepcopy(net.state_dict()), 0, 0, 0
     while step < budget and bad < 6:
         for x, y in loader:
             net.train()
@@ -95,9 +96,12 @@ def handwritten(train: Any, val: Any, test: Any, seed: int, arm: str, rule: str)
             if step % every == 0 or step == budget:
                 net.eval()
                 with torch.no_grad():
-                    v = float(crit(net(xv), yv))
-                if v < best:
-                    best, best_state, best_step, bad = v, copy.deepcopy(net.state_dict()), step, 0
+                    logits = net(xv)
+                loss_v = float(crit(logits, yv))
+                f1_v = f1_score(val.labels, logits.argmax(1).numpy(), average="macro")
+                score = (f1_v, -loss_v) if rule == "steps" else (-loss_v,)
+                if best is None or score > best:
+                    best, best_state, best_step, bad = score, copy.deepcopy(net.state_dict()), step, 0
                 else:
                     bad += 1
             if step >= budget or bad >= 6:

@@ -59,7 +59,7 @@ def test_early_stopping_restores_the_best_check() -> None:
     train = bands(24, 0)
     val = bands(24, 0)
     val.labels = (val.labels + 1) % 3  # the better the fit, the worse the validation loss
-    trained = train_classifier(train, val, tiny(epochs=12, patience=2, early_stopping=True, lr=3e-3), device="cpu")
+    trained = train_classifier(train, val, tiny(epochs=12, patience=2, early_stopping=True, monitor="val_loss", lr=3e-3), device="cpu")
     losses = [h["val_loss"] for h in trained.history]
     best = int(np.argmin(losses)) + 1
     assert trained.best_check == best and trained.best_step == trained.history[best - 1]["steps"]
@@ -67,6 +67,23 @@ def test_early_stopping_restores_the_best_check() -> None:
     assert trained.converged is True
     assert _val_loss(trained, val) == pytest.approx(losses[best - 1], rel=1e-4)
     assert _val_loss(trained, val) < losses[-1] - 1e-3
+
+
+def test_default_monitor_is_validation_macro_f1_with_loss_as_tie_break() -> None:
+    from cxraug.classifiers.train import macro_f1
+
+    assert macro_f1(torch.tensor([[3, 1], [0, 0]])) == pytest.approx(2 * 3 / (4 + 3))  # absent class 1 ignored
+    train, val = bands(24, 0), bands(24, 1)
+    trained = train_classifier(train, val, tiny(epochs=6, lr=3e-3), device="cpu")
+    scores = [(h["val_f1"], -h["val_loss"]) for h in trained.history]
+    assert trained.best_check == scores.index(max(scores)) + 1
+    for h in trained.history:  # the recorded macro-F1 is sklearn's on the same predictions' confusion
+        assert 0.0 <= h["val_f1"] <= 1.0
+    p = trained.predict_proba(val.images, device="cpu").argmax(1)
+    from sklearn.metrics import f1_score
+
+    assert trained.history[trained.best_check - 1]["val_f1"] == pytest.approx(
+        f1_score(val.labels, p, average="macro"), abs=1e-6)
 
 
 def test_max_steps_and_eval_every_are_exact_whatever_the_training_size() -> None:

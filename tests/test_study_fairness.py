@@ -87,7 +87,7 @@ def test_no_classifier_config_means_the_converging_defaults(tmp_path: Path) -> N
     assert (row["budget_steps"], row["eval_every"], row["early_stopping"]) == ("400", "10", "True")
     history = _history(out, row["unit"])
     assert [int(h["steps"]) for h in history] == list(range(10, 10 * len(history) + 1, 10))
-    losses = [float(h["val_loss"]) for h in history]
-    best = losses.index(min(losses))
+    scores = [(float(h["val_f1"]), -float(h["val_loss"])) for h in history]  # macro-F1, ties: lower loss
+    best = scores.index(max(scores))
     assert int(row["best_step"]) == 10 * (best + 1)
     assert int(row["steps"]) < 400 and len(history) == best + 1 + 6  # stopped 6 checks after the best

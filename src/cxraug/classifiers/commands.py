@@ -52,8 +52,11 @@ def train_classifier_cmd(
     eval_every: Optional[int] = typer.Option(None, "--eval-every",
                                              help="Optimiser steps between validation checks (default: one pass)."),
     patience: int = typer.Option(_default("patience"), "--patience",
-                                 help="Stop after this many validation checks without a lower validation loss; the "
+                                 help="Stop after this many validation checks without a better validation macro-F1; the "
                                  "best check is restored (0: train the whole budget, still restoring the best)."),
+    monitor: str = typer.Option(_default("monitor"), "--monitor",
+                                help="What picks the best check and stops early: val_f1 (macro-F1, ties: lower "
+                                "loss) or val_loss."),
     class_weights: bool = typer.Option(_default("class_weights"), "--class-weights/--no-class-weights",
                                        help="Weight the loss by inverse class counts (balanced)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps",
@@ -69,7 +72,7 @@ def train_classifier_cmd(
 ) -> None:
     """Train a classifier on a patient-level split and evaluate it on the test split.
 
-    Defaults train to convergence: Adam 1e-3, batch 32, balanced class weights, the validation loss checked every
+    Defaults train to convergence: Adam 1e-3, batch 32, balanced class weights, the validation macro-F1 checked every
     pass (at most every 10 steps), early stopping after 6 checks without improvement, at most 40 passes (at least
     400 steps), the best check restored; a run still improving at its end is flagged as undertrained.
     Example: cxraug train-classifier --data ROOT --model resnet18 --size 128 --augment fedoruk --out runs/r18"""
@@ -84,7 +87,7 @@ def train_classifier_cmd(
                                schedule=schedule, epochs=epochs, batch_size=batch_size,
                                patience=patience or _default("patience"), early_stopping=patience > 0,
                                class_weights=class_weights, augment=augment, max_steps=max_steps, seed=seed,
-                               eval_every=eval_every, unfreeze_last_epochs=unfreeze_last_epochs)
+                               eval_every=eval_every, monitor=monitor, unfreeze_last_epochs=unfreeze_last_epochs)
     except ValidationError as exc:
         raise CxraugError("; ".join(_option_error(e) for e in exc.errors())) from None
     splits = load_splits(data, val_frac, test_frac, split_seed, cache_dir=cache_dir,

@@ -7,18 +7,21 @@
 * Batches stream from the training images (uint8 in memory) in seeded, reshuffled passes; every batch is full
   (it may straddle two passes). One pass = ceil(N / batch_size) optimiser steps.
 * Budgets are counted in optimiser steps: the training phase makes at most ``max_steps`` steps (default
-  ``epochs`` passes over the training images) and checks the validation loss every ``eval_every`` steps
+  ``epochs`` passes over the training images) and checks the validation set every ``eval_every`` steps
   (default one pass). ``patience`` counts checks, so it is ``patience x eval_every`` steps: a study sets
   ``eval_every`` and ``max_steps`` from the *real* training subset, so an arm with 4x more (synthetic) images
   gets no more steps and no more patience than the arm without them.
 * Classical augmentation (``cfg.augment``) runs on the fly per batch on the device, parameters drawn per image.
 * Loss: cross-entropy, weighted by ``n / (K * n_c)`` from the training counts (``class_weights``, on by
-  default). Validation loss uses the same criterion and drives early stopping: after ``patience`` checks without
-  a lower validation loss training stops; with ``early_stopping=False`` the whole budget is trained. Either way the
-  weights of the best check are restored. :attr:`TrainedClassifier.converged` is False when the best check is
-  closer to the end of the budget than the patience window (the loss was still falling: undertrained).
-* Defaults (Adam 1e-3, batch 32, up to 40 passes, patience 6 checks, balanced class weights) were checked on the
-  dev X-rays against validation data (BENCHMARKS.md, "Classifier defaults").
+  default); the validation loss uses the same weights. Each check records validation loss, accuracy and
+  macro-F1; ``monitor`` (default ``val_f1``: macro-F1, ties broken by the lower loss; or ``val_loss``) picks the
+  best check and drives early stopping: after ``patience`` checks without a better score training stops; with
+  ``early_stopping=False`` the whole budget is trained. Either way the weights of the best check are restored.
+  :attr:`TrainedClassifier.converged` is False when the best check is closer to the end of the budget than the
+  patience window (the score was still improving: undertrained).
+* Defaults (Adam 1e-3, batch 32, balanced class weights, validation macro-F1 checked every pass but at most every
+  10 steps, patience 6 checks, 40 passes but at least 400 steps) were chosen on the dev X-rays on validation data
+  only (BENCHMARKS.md, "Classifier defaults").
 * Transfer learning (``pretrained="imagenet"`` or ``weights=PATH``): frozen backbone, only the head trains; with
   ``unfreeze_last_epochs=N`` a second phase restores the best weights, unfreezes the backbone's last block and
   trains N more epochs at ``unfreeze_lr`` (York Pix2Pix study: 10 epochs at 1e-5).
@@ -96,9 +99,13 @@ class ClassifierConfig(BaseModel):
     batch_size: int = Field(32, ge=1, description="per process")
     eval_every: int | None = Field(None, ge=1, description="optimiser steps between validation checks; None = "
                                    "one pass over the training images")
-    patience: int = Field(6, ge=1, description="validation checks without a lower validation loss after which "
+    patience: int = Field(6, ge=1, description="validation checks without a better monitored score after which "
                           "training stops (patience x eval_every optimiser steps); also the window by which a run "
                           "that used its whole budget is judged converged")
+    monitor: Literal["val_f1", "val_loss"] = Field(
+        "val_f1", description="what picks the best check and drives early stopping: validation macro-F1 (ties: "
+        "lower loss) or validation loss; on small training sets the loss favours the near-uniform predictions of "
+        "the first steps (BENCHMARKS.md, \"Classifier defaults\")")
     early_stopping: bool = Field(True, description="stop after `patience` checks without improvement; False = "
                                  "train the whole budget (the best check is restored either way)")
     class_weights: bool | list[float] = Field(
@@ -146,7 +153,7 @@ class TrainedClassifier:
     """A trained model (CPU, eval mode) with what is needed to apply it again.
 
     ``history`` has one row per validation check; ``best_check`` (1-based) is the restored one. ``converged`` is
-    False when training ended by its budget while the validation loss was still falling (the best check lies
+    False when training ended by its budget while the validation score was still improving (the best check lies
     within the patience window before the end): the model may be undertrained; None without a validation set.
     """
 
@@ -215,8 +222,8 @@ class TrainedClassifier:
 
 
 def undertrained_note(trained: TrainedClassifier) -> str:
-    """The one-line warning for a run that ended while its validation loss was still falling."""
-    return (f"classifier may be undertrained: its best validation loss came at step {trained.best_step} of "
+    """The one-line warning for a run that ended while its validation score was still improving."""
+    return (f"classifier may be undertrained: its best validation check came at step {trained.best_step} of "
             f"{trained.steps}, within the patience window of the end of its budget; raise epochs/max_steps")
 
 
@@ -326,11 +333,21 @@ class WeightedCE:
         return self.weight[y].sum()
 
 
-def _validate(model: nn.Module, data: _Data, loss: WeightedCE, device: torch.device,
-              batch_size: int = 256) -> tuple[float, float]:
-    """(weighted mean validation loss, accuracy)."""
+def macro_f1(confusion: torch.Tensor) -> float:
+    """Macro-F1 of a (K, K) [true, predicted] confusion matrix over the classes that occur in it."""
+    tp = confusion.diagonal().double()
+    support, predicted = confusion.sum(1).double(), confusion.sum(0).double()
+    f1 = torch.where(support + predicted > 0, 2 * tp / (support + predicted).clamp(min=1), torch.zeros_like(tp))
+    present = support > 0
+    return float(f1[present].mean()) if bool(present.any()) else math.nan
+
+
+def _validate(model: nn.Module, data: _Data, loss: WeightedCE, device: torch.device, num_classes: int,
+              batch_size: int = 256) -> dict[str, float]:
+    """Weighted mean validation loss, accuracy and macro-F1."""
     model.eval()
-    loss_sum, weight_sum, correct = 0.0, 0.0, 0
+    loss_sum, weight_sum = 0.0, 0.0
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     with torch.no_grad():
         for i in range(0, len(data.labels), batch_size):
             x = to_unit(data.images[i:i + batch_size]).to(device)
@@ -338,8 +355,19 @@ def _validate(model: nn.Module, data: _Data, loss: WeightedCE, device: torch.dev
             logits = model(x).float()
             loss_sum += float(loss.sum(logits, y))
             weight_sum += float(loss.total(y))
-            correct += int((logits.argmax(1) == y).sum())
-    return loss_sum / weight_sum, correct / len(data.labels)
+            codes = y.cpu() * num_classes + logits.argmax(1).cpu()
+            confusion += torch.bincount(codes, minlength=num_classes ** 2).view(num_classes, num_classes)
+    return {"val_loss": loss_sum / weight_sum, "val_acc": float(confusion.diagonal().sum()) / len(data.labels),
+            "val_f1": macro_f1(confusion)}
+
+
+def _better(metrics: dict[str, float], best: dict[str, float] | None, monitor: str) -> bool:
+    """Is this check better than the best so far? ``val_f1``: higher macro-F1, ties broken by lower loss."""
+    if best is None:
+        return True
+    if monitor == "val_loss":
+        return metrics["val_loss"] < best["val_loss"]
+    return (metrics["val_f1"], -metrics["val_loss"]) > (best["val_f1"], -best["val_loss"])
 
 
 def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: WeightedCE,
@@ -389,7 +417,8 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     if cfg.unfreeze_last_epochs:
         phases.append(("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr))
     history: list[dict[str, Any]] = []
-    best_loss, best_check, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+    best: dict[str, float] | None = None
+    best_check, best_state = 0, copy.deepcopy(net.state_dict())
     total_steps, stopped_early = 0, False
     with make_progress() as prog:
         task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
@@ -411,21 +440,22 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                 lr_now = optimizer.param_groups[0]["lr"]
                 if schedule is not None:
                     schedule.step()
-                val_loss, val_acc = _validate(model, va, loss_fn, fabric.device) if len(va.labels) else (math.nan,
-                                                                                                         math.nan)
+                scores = _validate(model, va, loss_fn, fabric.device, k) if len(va.labels) else \
+                    {"val_loss": math.nan, "val_acc": math.nan, "val_f1": math.nan}
                 check = len(history) + 1
                 history.append({"check": check, "phase": phase, "steps": total_steps,
                                 "epoch": round(total_steps / per_pass, 3), "lr": lr_now,
-                                "train_loss": loss_sum / steps, "train_acc": correct / seen, "val_loss": val_loss,
-                                "val_acc": val_acc, "seconds": time.perf_counter() - start})
-                improved = bool(fabric.broadcast(not val_loss >= best_loss, src=0))  # NaN (no val set) counts
+                                "train_loss": loss_sum / steps, "train_acc": correct / seen, **scores,
+                                "seconds": time.perf_counter() - start})
+                # without a validation set every check counts as the best: the last weights are kept
+                improved = bool(fabric.broadcast(not len(va.labels) or _better(scores, best, cfg.monitor), src=0))
                 if improved:
-                    best_loss, best_check, bad = val_loss, check, 0
+                    best, best_check, bad = scores, check, 0
                     best_state = copy.deepcopy(net.state_dict())
                 else:
                     bad += 1
                 prog.update(task, advance=steps, description=f"{cfg.model} {phase} step {total_steps} "
-                            f"val_loss {val_loss:.4f}")
+                            f"val_loss {scores['val_loss']:.4f} val_f1 {scores['val_f1']:.3f}")
                 if cfg.early_stopping and bad >= cfg.patience:
                     stopped_early = True
                     prog.update(task, total=total_steps)

@@ -31,7 +31,7 @@ Output directory (``OUT``; every file written atomically):
   (none / oversample / classical / generative), ``regime``, ``classifier``, ``draw``, ``gen_seed`` (empty
   without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``, ``budget_steps``, ``eval_every``,
   ``early_stopping`` (the shared budget), ``steps`` (made), ``best_step`` (restored), ``converged`` (False: the
-  validation loss was still falling within ``patience`` checks of the end), ``val_f1`` (validation macro-F1 of the
+  validation score was still improving within ``patience`` checks of the end), ``val_f1`` (validation macro-F1 of the
   restored model), test metrics
   ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
   one-vs-rest), ``wall_s``. Generator rows: ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``,

@@ -161,7 +161,7 @@ class TrainingSpec(_Strict):
         "balanced", description="balanced = inverse class frequency of the real training subset, same for all arms")
     equal_steps: bool = Field(True, description="true: every arm makes exactly max_steps optimiser steps and "
                               "restores its best validation check (equal budgets); false: every arm stops early "
-                              "after `patience` checks without a lower validation loss (same patience in steps, "
+                              "after `patience` checks without a better validation score (same patience in steps, "
                               "same cap; the step counts then differ per arm and the report says so)")
     max_steps: int | None = Field(None, ge=1, description="optimiser-step budget shared by every arm; null = "
                                   "derived from the classifier's epochs and the real training subset")

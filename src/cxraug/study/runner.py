@@ -252,7 +252,7 @@ def budget_note(proto: Protocol, plan: Plan) -> str:
 
 
 def fairness_warnings(crows: list[dict[str, Any]], grows: list[dict[str, Any]]) -> list[str]:
-    """Undertrained units: classifiers whose validation loss was still falling at the end of their budget,
+    """Undertrained units: classifiers whose validation score was still improving at the end of their budget,
     generators whose best checkpoint is their last."""
     out = []
     flagged: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
