@@ -52,8 +52,8 @@ def train_classifier_cmd(
     eval_every: Optional[int] = typer.Option(None, "--eval-every",
                                              help="Optimiser steps between validation checks (default: one pass)."),
     patience: int = typer.Option(_default("patience"), "--patience",
-                                 help="Stop after this many validation checks without a better validation macro-F1; the "
-                                 "best check is restored (0: train the whole budget, still restoring the best)."),
+                                 help="Stop after this many validation checks without a better score (--monitor); "
+                                 "the best check is restored (0: train the whole budget, still restoring the best)."),
     monitor: str = typer.Option(_default("monitor"), "--monitor",
                                 help="What picks the best check and stops early: val_f1 (macro-F1, ties: lower "
                                 "loss) or val_loss."),

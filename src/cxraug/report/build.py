@@ -62,7 +62,8 @@ def comparison_rows(sd: StudyDir) -> list[dict[str, str]]:
                 _rank(sd.arms, c["baseline"]), _rank(list(BAR_METRICS), c["metric"]))
 
     return [{"regime": c["regime"], "classifier": c["classifier"], "arm": c["arm"], "baseline": c["baseline"],
-             "role": c.get("baseline_role", ""), "metric": c["metric"], "mean": f"{num(c, 'mean'):+.3f}" if not math.isnan(num(c, "mean")) else "",
+             "role": c.get("baseline_role", ""), "metric": c["metric"],
+             "mean": f"{num(c, 'mean'):+.3f}" if not math.isnan(num(c, "mean")) else "",
              "ci": _ci(c), "p_holm": _f(num(c, "p_holm"), 4), "boot": _ci(c, "boot_low", "boot_high"),
              "covers": c.get("covers", "")}
             for c in sorted((c for c in sd.comparisons if c["metric"] in BAR_METRICS), key=order)]

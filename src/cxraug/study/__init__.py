@@ -29,10 +29,10 @@ Output directory (``OUT``; every file written atomically):
 
 * ``results.csv`` - one row per unit. Classifier rows: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``
   (none / oversample / classical / generative), ``regime``, ``classifier``, ``draw``, ``gen_seed`` (empty
-  without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``, ``budget_steps``, ``eval_every``,
-  ``early_stopping`` (the shared budget), ``steps`` (made), ``best_step`` (restored), ``converged`` (False: the
-  validation score was still improving within ``patience`` checks of the end), ``val_f1`` (validation macro-F1 of the
-  restored model), test metrics
+  without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``,
+  ``budget_steps``, ``eval_every``, ``early_stopping`` (the shared budget), ``steps`` (made), ``best_step``
+  (restored), ``converged`` (False: the validation score was still improving within ``patience`` checks of the
+  end), ``val_f1`` (validation macro-F1 of the restored model), test metrics
   ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
   one-vs-rest), ``wall_s``. Generator rows: ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``,
   ``draw``, ``gen_seed``, ``steps`` and ``best_step`` (per trained model), ``converged`` (False: a model's best
@@ -50,8 +50,8 @@ Output directory (``OUT``; every file written atomically):
   first ``none`` arm, the first classical-only arm, the oversample arm with the same policy (``baseline_role``
   ``none`` / ``classical`` / ``oversample``) and, for generative arms, the strongest non-generative arm
   (``strongest_baseline`` True; role ``strongest`` when it is none of the others): ``regime``, ``classifier``,
-  ``arm``, ``baseline``, ``baseline_role``, ``strongest_baseline``, ``metric``, ``n`` pairs (same draw and classifier seed; generator seeds averaged within a
-  pair), ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm`` (Holm over every comparison of that
+  ``arm``, ``baseline``, ``baseline_role``, ``strongest_baseline``, ``metric``, ``n`` pairs (same draw and
+  classifier seed; generator seeds averaged within a pair), ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm`` (Holm over every comparison of that
   metric), ``covers``, ``boot_*`` (paired test-image bootstrap of the difference).
 * ``subgroups.csv`` - when the test images carry ``metrics.subgroups`` columns (``population``,
   ``source_repo``): per arm x ``subgroup`` (``column=value``) mean/sd/t-interval of each metric, ``n_test``.
@@ -61,7 +61,8 @@ Output directory (``OUT``; every file written atomically):
 * ``tables.md`` - the published tables in their own layout (``tables:`` of the protocol), mean ± sd.
 * ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
   split and regime counts, ``warnings`` (data audit), ``fairness`` (``budget``: how the arms' budgets compare;
-  ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor, command, ``wall_s``.
+  ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor,
+  command, ``wall_s``.
 * ``protocol.yaml``, ``plan.json`` (units, keys, dependencies), ``skipped.csv``, ``real_samples.npz``,
   ``report.html`` (:func:`cxraug.report.build_report`).
 * ``units/<key>/result.json`` - each finished unit (classifier: ``metrics``, ``confusion_matrix``, ``y_true``,

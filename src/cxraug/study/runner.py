@@ -239,13 +239,13 @@ def classifier_rows(plan: Plan, store: UnitStore) -> list[dict[str, Any]]:
 
 def budget_note(proto: Protocol, plan: Plan) -> str:
     """How the arms' training budgets compare, in one line (study.json, console, report)."""
+    batch = {c.name: int(c.config.get("batch_size", 32)) for c in proto.classifiers}
     budgets = sorted({(u.fields["regime"], u.fields["classifier"], u.spec["budget"]["max_steps"],
                        u.spec["budget"]["eval_every"]) for u in plan.of_kind("classifier")})
-    each = "; ".join(f"{r}/{c}: {m} steps, validation every {e}" for r, c, m, e in budgets)
-    batch = {c.name: int(c.config.get("batch_size", 32)) for c in proto.classifiers}
+    each = "; ".join(f"{r}/{c}: {m} steps of batch {batch[c]}, validation every {e}" for r, c, m, e in budgets)
     if proto.training.equal_steps:
-        return (f"equal budgets: every arm makes the same number of optimiser steps (batch {batch}) and restores "
-                f"its best validation check ({each})")
+        return (f"equal budgets: every arm makes the same optimiser steps and restores its best validation check "
+                f"({each})")
     return (f"early stopping: every arm stops after `patience` validation checks without improvement, the same "
             f"patience in steps and the same cap for every arm; step counts differ per arm (results.csv steps) "
             f"({each})")
