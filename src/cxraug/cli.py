@@ -13,7 +13,7 @@ from cxraug.ui import console
 app = typer.Typer(
     name="cxraug",
     help="Does synthetic data from a generative model help a chest X-ray classifier? "
-    "Example: cxraug study configs/quickstart.yaml --out runs/quickstart",
+    "Example: cxraug study quickstart --out runs/quickstart",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
