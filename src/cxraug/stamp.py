@@ -77,6 +77,6 @@ def run_stamp(device: str | torch.device = "cpu", data_fingerprint: str | None =
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {"cxraug": __version__, "git_commit": commit, "git_dirty": dirty, "command": shlex.join(sys.argv),
             "cwd": os.getcwd(), "python": platform.python_version(), "platform": platform.platform(),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn, "device": str(dev),
+            "torch": str(torch.__version__), "cuda": torch.version.cuda, "cudnn": cudnn, "device": str(dev),
             "device_name": device_name(dev), "versions": versions(), "data_fingerprint": data_fingerprint,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
