@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from cxraug import __version__
 from cxraug.errors import CxraugError
@@ -46,7 +47,7 @@ def main() -> None:
     try:
         app()
     except CxraugError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")  # the message is text, not Rich markup
         sys.exit(2)
 
 

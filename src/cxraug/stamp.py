@@ -6,6 +6,10 @@ platform, ``torch`` / ``cuda`` / ``cudnn`` versions, ``device`` and ``device_nam
 libraries, the ``data_fingerprint`` and the UTC ``started`` time. The same stamp goes into ``run.json``,
 ``metrics.json``, generator checkpoints and ``study.json``; it holds only strings, numbers, booleans and None,
 so a weights-only checkpoint can carry it.
+
+``with run_record(path, record) as rec:`` writes ``record`` with ``status: running`` before the work starts and
+again when it ends: ``finished`` with what the block added to ``rec``, or ``failed`` / ``interrupted`` with the
+error, so a running, crashed or killed run always has its settings on disk.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -80,3 +86,21 @@ def run_stamp(device: str | torch.device = "cpu", data_fingerprint: str | None =
             "torch": str(torch.__version__), "cuda": torch.version.cuda, "cudnn": cudnn, "device": str(dev),
             "device_name": device_name(dev), "versions": versions(), "data_fingerprint": data_fingerprint,
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+@contextmanager
+def run_record(path: str | Path, record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``run.json`` around a run (module docstring); ``wall_s`` is the time spent in the block."""
+    from cxraug import io
+
+    io.write_json(path, {**record, "status": "running"})
+    t0 = time.time()
+    try:
+        yield record
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        io.write_json(path, {**record, "status": status, "error": f"{type(exc).__name__}: {exc}",
+                             "wall_s": time.time() - t0})
+        raise
+    record.update(status="finished", wall_s=time.time() - t0)
+    io.write_json(path, record)

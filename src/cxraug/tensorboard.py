@@ -16,7 +16,7 @@ from cxraug.errors import CxraugError
 
 TensorboardOption = Annotated[Optional[bool], typer.Option(
     "--tensorboard/--no-tensorboard", help="TensorBoard event files in OUT/tb (default: when tensorboard is "
-    "installed; pip install 'cxraug[tensorboard]').")]
+    "installed; pip install 'cxraug\\[tensorboard]').")]
 
 _noted = False
 
@@ -34,7 +34,7 @@ def summary_writer(folder: str | Path, enabled: bool | None = None) -> Any:
         if not _noted:
             from cxraug.ui import console
 
-            console.print("[yellow]note[/]: no TensorBoard event files: pip install 'cxraug[tensorboard]' to get them")
+            console.print("[yellow]note[/]: no TensorBoard event files: pip install 'cxraug\\[tensorboard]' to get them")
             _noted = True
         return None
     return SummaryWriter(str(folder))

@@ -20,7 +20,7 @@ from cxraug.errors import CxraugError
 
 Track = Literal["none", "mlflow"]
 TrackOption = Annotated[Track, typer.Option(
-    "--track", help="Experiment tracker: none, or mlflow (pip install 'cxraug[mlflow]').")]
+    "--track", help="Experiment tracker: none, or mlflow (pip install 'cxraug\\[mlflow]').")]
 TrackingUri = Annotated[Optional[str], typer.Option(
     "--tracking-uri", help="MLflow tracking URI (server or sqlite:///file.db); default: MLflow's own default.")]
 
@@ -51,12 +51,23 @@ class MlflowTracker:
             from mlflow import MlflowClient
         except ImportError:
             raise CxraugError("--track mlflow needs MLflow: pip install 'cxraug[mlflow]'") from None
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+        except MlflowException as exc:
+            raise CxraugError(f"--tracking-uri {tracking_uri}: {str(exc).splitlines()[0]}") from None
 
     def experiment(self, name: str) -> str:
-        """The id of experiment ``name``, created when missing."""
-        exp = self.client.get_experiment_by_name(name)
-        return exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        """The id of experiment ``name``, created when missing (the first call to the store: a store MLflow
+        refuses stops here with MLflow's reason)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            return exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        except MlflowException as exc:
+            raise CxraugError(f"MLflow store {self.client.tracking_uri}: {str(exc).splitlines()[0]}") from None
 
     def find(self, experiment_id: str, tags: dict[str, str]) -> str | None:
         """The id of the newest run of the experiment carrying all ``tags``, or None."""

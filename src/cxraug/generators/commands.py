@@ -39,7 +39,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-GeneratorName = Literal[tuple(GENERATORS.names())]  # type: ignore[valid-type]
+GeneratorName = GENERATORS.choices()
 
 
 def train_generator_cmd(

@@ -10,7 +10,6 @@ training starts (``status: running``, the resolved config, the options, the stam
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cxraug import io
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
@@ -120,7 +118,7 @@ def train_generator(model: str, out: str | Path, *, config: dict[str, Any] | Non
     classes; ``scorer``: features of the best-checkpoint KID (``none``: keep the last checkpoint only)."""
     from cxraug.device import resolve_device
     from cxraug.metrics.encoder import data_fingerprint
-    from cxraug.stamp import run_stamp
+    from cxraug.stamp import run_record, run_stamp
     from cxraug.ui import console
 
     out = Path(out)
@@ -148,35 +146,25 @@ def train_generator(model: str, out: str | Path, *, config: dict[str, Any] | Non
     stamp = run_stamp(dev, data_fingerprint(fit_set)[:16])
     total = gen.total_steps(len(fit_set))
     record: dict[str, Any] = {
-        "status": "running", "model": model, "class": label, "classes": classes, "data": data.data or "phantom",
+        "model": model, "class": label, "classes": classes, "data": data.data or "phantom",
         "config": gen.config.model_dump(), "preprocess": gen.preprocess, "n_train": len(fit_set),
         "train_counts": fit_set.counts(), "split": {"val_frac": data.val_frac, "test_frac": data.test_frac,
                                                     "seed": data.split_seed, "n_per_class": data.n_per_class},
         "options": {"data": data.model_dump(), "cls": cls, "scorer": scorer, "score_against": score_against},
         "scorer": None if score is None else {**score.describe(), "against": score_against},
         "total_steps": total, "devices": devices, "stamp": stamp}
-    io.write_json(out / "run.json", record)
     console.print(f"{model}: {len(fit_set)} training images ({', '.join(f'{k} {v}' for k, v in fit_set.counts().items() if v)}), "
                   f"{total} steps -> {out}")
-    t0 = time.time()
-    try:
-        res = gen.fit(fit_set, out, scorer=score, resume=resume, progress=progress, devices=devices,
-                      tensorboard=tensorboard, stamp=stamp)
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        io.write_json(out / "run.json", {**record, "status": status, "error": f"{type(exc).__name__}: {exc}",
-                                         "steps": gen.step, "wall_s": time.time() - t0})
-        raise
-    record.update(status="finished", steps=res.steps, best_step=res.best_step, best_kid=res.best_kid,
-                  wall_s=time.time() - t0)
-    quality = _quality(out, gen, fit_set, train, val, score)
-    record["quality"] = quality
     from cxraug.generators.card import write_model_card
 
-    write_model_card(out, model=model, config=gen.config.model_dump(), train_counts=fit_set.counts(), stamp=stamp,
-                     steps=res.steps, best_step=res.best_step, best_kid=res.best_kid, scorer=record["scorer"],
-                     quality=quality, data=record["data"])
-    io.write_json(out / "run.json", record)
+    with run_record(out / "run.json", record):
+        res = gen.fit(fit_set, out, scorer=score, resume=resume, progress=progress, devices=devices,
+                      tensorboard=tensorboard, stamp=stamp)
+        quality = _quality(out, gen, fit_set, train, val, score)
+        record.update(steps=res.steps, best_step=res.best_step, best_kid=res.best_kid, quality=quality)
+        write_model_card(out, model=model, config=gen.config.model_dump(), train_counts=fit_set.counts(),
+                         stamp=stamp, steps=res.steps, best_step=res.best_step, best_kid=res.best_kid,
+                         scorer=record["scorer"], quality=quality, data=record["data"])
     best = "" if res.best_kid is None else f", best KID {res.best_kid:.4g} at step {res.best_step}"
     console.print(f"{model}: {res.steps} steps in {res.wall_s / 60:.1f} min{best}; checkpoints in {out}/checkpoints")
     return GeneratorRun(generator=gen, result=res, record=record, out=out)

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import typer
 
 from cxraug.data.options import CacheDir, Clahe, MaskCrop, SplitSeed, TestFrac, ValFrac
+from cxraug.metrics.features import EXTRACTORS
 
 
 def evaluate_images_command(
     real: str = typer.Option(..., "--real", help="Dataset root (or 'phantom'): its training split is the "
                                                  "reference (--real-split val for validation); never test."),
     fake: Path = typer.Option(..., "--fake", help="Synthetic images: manifest.csv, class folders or flat PNGs."),
-    features: str = typer.Option("domain", "--features", help="domain (default), inception or xrv."),
+    features: EXTRACTORS.choices() = typer.Option("domain", "--features", help="Feature extractor."),
     dims: Optional[int] = typer.Option(None, "--dims", help="Feature dimension (inception: 2048 or 768)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file of the extractor."),
     per_class: bool = typer.Option(False, "--per-class", help="Also every metric per class."),
     tstr: bool = typer.Option(False, "--tstr", help="Train on synthetic, test on real (labelled fakes)."),
     audit: bool = typer.Option(False, "--audit", help="Memorisation audit against the training split "
                                                       "(calibrated on validation images), gallery PNG beside --out."),
-    real_split: str = typer.Option("train", "--real-split", help="train or val."),
+    real_split: Literal["train", "val"] = typer.Option("train", "--real-split", help="Real reference (never test)."),
     size: Optional[int] = typer.Option(None, "--size", help="Preprocessing size; default: the synthetic size."),
     clahe: Clahe = False,
     mask_crop: MaskCrop = False,
