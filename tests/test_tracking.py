@@ -59,6 +59,8 @@ def test_study_units_are_mlflow_runs_with_the_results(tmp_path: Path, monkeypatc
         else:
             grids = [a.path for a in client.list_artifacts(run.info.run_id, "COVID/samples")]
             assert grids and all(p.endswith(".png") for p in grids)
+            model = {a.path for a in client.list_artifacts(run.info.run_id, "Normal")}
+            assert {"Normal/losses.csv", "Normal/MODEL_CARD.md"} <= model  # no scorer here: no metric-kid.jsonl
     assert {"report.html", "results.csv", "study.json"} <= {a.path for a in client.list_artifacts(study.info.run_id)}
 
     res = CliRunner().invoke(app, args)  # resumed: nothing new to run, nothing logged twice

@@ -65,7 +65,9 @@ def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path
                                  size=cfg.size, seed=cfg.seed)
         res = gen.fit(data, folder, scorer=scorer, resume=True, progress=False)
         records.append({"folder": folder.name, "steps": res.steps, "best_step": res.best_step,
-                        "best_kid": res.best_kid})
+                        "best_kid": res.best_kid, "classes": sorted(c for c, n in data.counts().items() if n),
+                        "counts": data.counts(), "stamp": gen.stamp,
+                        "scorer": None if scorer is None else {**scorer.describe(), "against": "val"}})
         chosen = folder / "checkpoints" / f"{spec['checkpoint']}.pt"
         return Generator.load(chosen if chosen.exists() else folder, device=device)
 
@@ -120,8 +122,23 @@ def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, wor
         metrics = image_metrics(extractor, pool, train, val, ms["samples"], ms["nearest_k"],
                                 work if ms["memorisation"] else None, seed=0)
         by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
+    _model_cards(spec, work, records, metrics, str(train.meta.get("data", "")))
     return {"pool": pool_to_arrays(pool), "image_metrics": metrics, "by_step": by_step, "fit": records,
             "near_copy_gate": gate_record, "wall_s": time.time() - t0}
+
+
+def _model_cards(spec: dict[str, Any], work: Path, records: list[dict[str, Any]],
+                 metrics: dict[str, dict[str, float]], data: str) -> None:
+    """``MODEL_CARD.md`` in every trained model's folder, with the unit's image metrics of its classes."""
+    from cxraug.generators import GENERATORS
+    from cxraug.generators.card import write_model_card
+
+    config = GENERATORS.get(spec["model"]).Config(**spec["config"]).model_dump()
+    for r in records:
+        write_model_card(work / r["folder"], model=spec["model"], config=config, train_counts=r["counts"],
+                         stamp=r["stamp"], steps=r["steps"], best_step=r["best_step"], best_kid=r["best_kid"],
+                         scorer=r["scorer"], quality={c: metrics[c] for c in r["classes"] if c in metrics},
+                         data=data or "study data")
 
 
 #: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
