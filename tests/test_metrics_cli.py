@@ -50,8 +50,8 @@ def test_evaluate_images_cli_writes_and_prints_a_report(tmp_path) -> None:
     mem = report["memorisation"]
     assert len(mem["near_copy"]) == 16 and (tmp_path / "report_closest.png").is_file()
     assert "near_copy" not in printed["memorisation"]
-    refused = CliRunner().invoke(app, args[:-2] + ["--real-split", "test"])
-    assert refused.exit_code != 0 and "never test" in str(refused.exception)
+    refused = CliRunner().invoke(app, args[:-2] + ["--real-split", "test"], env={"COLUMNS": "250"})
+    assert refused.exit_code == 2 and "'test' is not one of 'train', 'val'" in refused.output  # never test
 
 
 def test_tstr_uses_the_synthetic_classes_and_refuses_the_test_split() -> None:

@@ -43,14 +43,11 @@ def evaluate_images_command(
     from cxraug import io
     from cxraug.data.preprocess import PreprocessConfig
     from cxraug.data.splits import load_splits
-    from cxraug.errors import CxraugError
     from cxraug.metrics.encoder import EncoderConfig
     from cxraug.metrics.evaluate_images import evaluate_images, load_fake_dir
     from cxraug.metrics.features import get_extractor
     from cxraug.metrics.tstr import align_classes
 
-    if real_split not in ("train", "val"):
-        raise CxraugError(f"--real-split must be train or val (never test), got {real_split!r}")
     fakes = load_fake_dir(fake)
     prep = PreprocessConfig(size=size or fakes.size, clahe=clahe, mask_crop=mask_crop)
     splits = load_splits(None if real == "phantom" else real, val_frac, test_frac, split_seed, preprocess=prep,
