@@ -253,11 +253,13 @@ def test_training_on_phantoms_beats_chance_clearly() -> None:
 
 
 def test_train_classifier_command_reports_bad_options_in_one_line(tmp_path) -> None:
-    result = CliRunner().invoke(app, ["train-classifier", "--model", "resnet19", "--optimizer", "adagrad",
-                                      "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["train-classifier", "--model", "resnet19", "--out", str(tmp_path)],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 2 and "'resnet19' is not one of 'custom-cnn'" in result.output  # the choices
+    result = CliRunner().invoke(app, ["train-classifier", "--lr", "-1", "--batch-size", "0", "--out", str(tmp_path)])
     assert result.exit_code != 0 and isinstance(result.exception, CxraugError)
-    assert "--model: unknown classifier 'resnet19'" in str(result.exception)
-    assert "--optimizer: Input should be" in str(result.exception)
+    assert "--lr: Input should be greater than 0" in str(result.exception)
+    assert "--batch-size: Input should be greater than or equal to 1" in str(result.exception)
 
 
 def test_fixed_class_weights_are_used_as_given_and_checked() -> None:

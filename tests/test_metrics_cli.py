@@ -50,8 +50,8 @@ def test_evaluate_images_cli_writes_and_prints_a_report(tmp_path) -> None:
     mem = report["memorisation"]
     assert len(mem["near_copy"]) == 16 and (tmp_path / "report_closest.png").is_file()
     assert "near_copy" not in printed["memorisation"]
-    refused = CliRunner().invoke(app, args[:-2] + ["--real-split", "test"])
-    assert refused.exit_code != 0 and "never test" in str(refused.exception)
+    refused = CliRunner().invoke(app, args[:-2] + ["--real-split", "test"], env={"COLUMNS": "250"})
+    assert refused.exit_code == 2 and "'test' is not one of 'train', 'val'" in refused.output  # never test
 
 
 def test_tstr_uses_the_synthetic_classes_and_refuses_the_test_split() -> None:
@@ -65,3 +65,21 @@ def test_tstr_uses_the_synthetic_classes_and_refuses_the_test_split() -> None:
     real.meta["split_name"] = "test"
     with pytest.raises(CxraugError, match="never the test split"):
         tstr(fake, real, config=cfg)
+
+
+def test_fake_images_in_any_real_data_layout(tmp_path) -> None:
+    """--fake reads every layout --real reads: a Kaggle-layout folder of phantoms (with masks), class folders."""
+    from cxraug.metrics.evaluate_images import load_fake_dir
+
+    kaggle = write_phantom_dataset(tmp_path / "kaggle", 6, size=32, classes=["COVID", "Normal"])
+    assert (kaggle / "COVID" / "images").is_dir() and (kaggle / "COVID" / "masks").is_dir()
+    fakes = load_fake_dir(kaggle)
+    assert fakes.classes == ["COVID", "Normal"] and fakes.counts() == {"COVID": 6, "Normal": 6}
+    assert all("/images/" in p for p in fakes.paths)  # the masks are not images
+    data = write_phantom_dataset(tmp_path / "data", 14, size=32, classes=["COVID", "Normal"])
+    res = CliRunner().invoke(app, ["evaluate-images", "--real", str(data), "--fake", str(kaggle), "--per-class",
+                                   "--encoder-epochs", "1", "--encoder-dir", str(tmp_path / "enc"), "--bootstrap",
+                                   "0", "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["fake"]["counts"] == {"COVID": 6, "Normal": 6} and set(report["per_class"]) == {"COVID", "Normal"}

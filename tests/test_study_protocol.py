@@ -7,9 +7,7 @@ import yaml
 
 from cxraug.errors import CxraugError
 from cxraug.study.plan import DataInfo, build_plan, content_key
-from cxraug.study.protocol import load_protocol
-
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from cxraug.study.protocol import load_protocol, shipped_protocols
 
 BASE = {
     "name": "t",
@@ -68,10 +66,17 @@ def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_are_valid() -> None:
-    files = sorted(CONFIGS.glob("*.yaml"))
-    assert any(f.name == "quickstart.yaml" for f in files)
-    for f in files:
-        load_protocol(f)
+    shipped = shipped_protocols()
+    assert "quickstart" in shipped and all(p.parent.name == "configs" for p in shipped.values())
+    for name, f in shipped.items():
+        proto = load_protocol(f)
+        assert proto.name == name and proto.description  # what `cxraug protocols` lists
+        assert load_protocol(name) == proto  # a shipped protocol runs by name
+
+
+def test_unknown_protocol_names_the_shipped_ones(tmp_path: Path) -> None:
+    with pytest.raises(CxraugError, match="no shipped protocol of that name; shipped: .*quickstart"):
+        load_protocol(tmp_path / "nosuch.yaml")
 
 
 def _info() -> DataInfo:

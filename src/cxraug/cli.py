@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from cxraug import __version__
 from cxraug.errors import CxraugError
@@ -13,7 +14,7 @@ from cxraug.ui import console
 app = typer.Typer(
     name="cxraug",
     help="Does synthetic data from a generative model help a chest X-ray classifier? "
-    "Example: cxraug study configs/quickstart.yaml --out runs/quickstart",
+    "Example: cxraug study quickstart --out runs/quickstart",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,7 +47,7 @@ def main() -> None:
     try:
         app()
     except CxraugError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")  # the message is text, not Rich markup
         sys.exit(2)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Literal, TypeVar
 
 from cxraug.errors import CxraugError
 
@@ -34,6 +34,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def choices(self) -> Any:
+        """``Literal[<every name>]``: a command-line option of this type lists the names in ``--help``."""
+        return Literal[tuple(self.names())]
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

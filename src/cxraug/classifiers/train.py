@@ -398,7 +398,7 @@ def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimi
 
 
 def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
-        out_dir: str | os.PathLike[str] | None = None) -> TrainedClassifier:
+        out_dir: str | os.PathLike[str] | None = None, tensorboard: bool | None = False) -> TrainedClassifier:
     """The training loop on an already launched Fabric (one process of a DDP group or a single process)."""
     size = _check_data(train, val, cfg)
     k = len(train.classes)
@@ -420,6 +420,11 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     best: dict[str, float] | None = None
     best_check, best_state = 0, copy.deepcopy(net.state_dict())
     total_steps, stopped_early = 0, False
+    tb = None
+    if out_dir is not None and fabric.is_global_zero:
+        from cxraug.tensorboard import summary_writer
+
+        tb = summary_writer(Path(out_dir) / "tb", tensorboard)
     with make_progress() as prog:
         task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
         for phase, budget, lr in phases:
@@ -447,6 +452,9 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                                 "epoch": round(total_steps / per_pass, 3), "lr": lr_now,
                                 "train_loss": loss_sum / steps, "train_acc": correct / seen, **scores,
                                 "seconds": time.perf_counter() - start})
+                if tb is not None:
+                    for key in ("train_loss", "val_loss", "train_acc", "val_acc", "val_f1", "lr"):
+                        tb.add_scalar(f"{phase}/{key}", history[-1][key], total_steps)
                 # without a validation set every check counts as the best: the last weights are kept
                 improved = bool(fabric.broadcast(not len(va.labels) or _better(scores, best, cfg.monitor), src=0))
                 if improved:
@@ -460,6 +468,8 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                     stopped_early = True
                     prog.update(task, total=total_steps)
                     break
+    if tb is not None:
+        tb.close()
     net.load_state_dict(best_state)
     window = cfg.patience * every
     converged = (stopped_early or total_steps - int(history[best_check - 1]["steps"]) >= window) if len(va.labels) \
@@ -481,11 +491,11 @@ def write_history_csv(history: list[dict[str, Any]], path: str | os.PathLike[str
 
 
 def _fit_rank(fabric: Fabric, threads: int, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
-              out_dir: str | os.PathLike[str] | None, result_path: str) -> str:
+              out_dir: str | os.PathLike[str] | None, result_path: str, tensorboard: bool | None) -> str:
     """One DDP process: its share of the CPU threads, :func:`fit`; rank 0 saves the result to ``result_path``
     and returns only that path (Fabric hands results back through a pipe that large objects deadlock)."""
     torch.set_num_threads(threads)
-    trained = fit(fabric, train, val, cfg, out_dir)
+    trained = fit(fabric, train, val, cfg, out_dir, tensorboard)
     if fabric.is_global_zero:
         trained.save(result_path)
     return result_path
@@ -493,8 +503,10 @@ def _fit_rank(fabric: Fabric, threads: int, train: ImageSet, val: ImageSet, cfg:
 
 def train_classifier(train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                      out_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-                     devices: int = 1) -> TrainedClassifier:
+                     devices: int = 1, tensorboard: bool | None = False) -> TrainedClassifier:
     """Train one classifier; validation drives early stopping; returns the best epoch's model (see module doc).
+    With ``out_dir``, ``tensorboard`` (:func:`cxraug.tensorboard.summary_writer`; None: when installed) writes the
+    losses, accuracies and learning rate of every validation check to ``out_dir/tb``.
 
     ``devices=N > 1`` trains one model with DDP over N processes (GPUs, or CPU processes with gloo): every
     rank takes its slice ``[rank::N]`` of each global batch of ``N * batch_size`` images, gradients are averaged,
@@ -504,8 +516,9 @@ def train_classifier(train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
         raise CxraugError(f"devices must be >= 1, got {devices}")
     fabric = make_fabric(device, cfg.precision, devices)
     if devices == 1:
-        return fit(fabric, train, val, cfg, out_dir)
+        return fit(fabric, train, val, cfg, out_dir, tensorboard)
     threads = max(1, torch.get_num_threads() // devices)
     with tempfile.TemporaryDirectory(prefix="cxraug-ddp-") as tmp:
-        path = fabric.launch(_fit_rank, threads, train, val, cfg, out_dir, os.path.join(tmp, "result.pt"))
+        path = fabric.launch(_fit_rank, threads, train, val, cfg, out_dir, os.path.join(tmp, "result.pt"),
+                             tensorboard)
         return TrainedClassifier.load(path)

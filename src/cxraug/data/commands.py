@@ -2,9 +2,11 @@
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
 
+from cxraug.data.layouts import LAYOUTS
 from cxraug.data.phantom import DEFAULT_SEVERITY, parse_counts, write_phantom_dataset
 from cxraug.ui import console
 
@@ -32,7 +34,7 @@ def phantom(
 def inspect(
     root: Path = typer.Argument(..., help="Dataset folder or manifest CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    layout: str = typer.Option("auto", "--layout", help="auto, kaggle, folders or manifest."),
+    layout: Literal[LAYOUTS] = typer.Option("auto", "--layout", help="Dataset layout (auto: detected)."),
     size: int = typer.Option(64, "--size", help="Side of the preprocessed images that are hashed."),
     val_frac: float = typer.Option(0.15, "--val-frac", help="Validation fraction of the audited split."),
     test_frac: float = typer.Option(0.15, "--test-frac", help="Test fraction of the audited split."),

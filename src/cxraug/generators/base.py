@@ -8,7 +8,8 @@ Three kinds (see :class:`GeneratorKind`):
 
 A model subclass implements :meth:`Generator.build`, :meth:`Generator.train_step` and
 :meth:`Generator._generate`; this class owns the rest: the step loop, CSV loss log, fixed-noise sample grids,
-``last``/``best`` (by KID) and scheduled checkpoints, EMA, non-finite-loss stops and exact resume.
+``last``/``best`` (by KID) and scheduled checkpoints, EMA, non-finite-loss stops and exact resume, the
+append-only logs (``losses.csv``, ``metric-kid.jsonl``), TensorBoard events and the run stamp in checkpoints.
 
 ``fit(..., devices=N)`` trains one model in N processes (Lightning Fabric ``ddp_spawn``: NCCL on GPUs, gloo on
 CPU). Every process builds the same model from the same seed and takes its share ``[rank::N]`` of each global
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 import os
 import tempfile
@@ -45,6 +47,8 @@ from cxraug.data.imageset import ImageSet, to_uint8
 from cxraug.errors import CxraugError
 
 FORMAT = "cxraug-generator/1"
+#: one JSON line per scored checkpoint, beside ``losses.csv``
+SCORES_FILE = "metric-kid.jsonl"
 
 #: ``scorer(images uint8 (N,S,S), labels int (N,) or None) -> {"kid": ..., ...}``; lower KID is better.
 Scorer = Callable[[np.ndarray, "np.ndarray | None"], dict[str, float]]
@@ -113,6 +117,7 @@ class Generator(ABC):
         self.preprocess = dict(preprocess or {})
         self.step = 0
         self.best: dict[str, Any] = {"step": None, "kid": None}
+        self.stamp: dict[str, Any] | None = None  # provenance of the training run (cxraug.stamp), set by fit
         torch.manual_seed(cfg.seed)
         self.build()
         self.ema: dict[str, nn.Module] = {}
@@ -253,18 +258,26 @@ class Generator(ABC):
         return self.sample(n, seed=10_000), None
 
     def fit(self, train: ImageSet, out_dir: str | Path, *, scorer: Scorer | None = None,
-            resume: bool = True, progress: bool = True, devices: int = 1) -> FitResult:
+            resume: bool = True, progress: bool = True, devices: int = 1, tensorboard: bool | None = None,
+            stamp: dict[str, Any] | None = None) -> FitResult:
         """Train on ``train`` (training fold only) for the configured budget, writing into ``out_dir``.
 
         ``scorer`` rates samples against a fixed set of real *training or validation* images (never test);
         the checkpoint with the lowest KID is kept as ``best.pt``. With ``resume`` the run continues from
         ``out_dir/checkpoints/last.pt`` exactly where it stopped. ``devices=N > 1`` trains in N DDP processes
         (module docstring; the scorer must then be picklable) and loads the final state back into this object.
+        ``tensorboard``: event files in ``out_dir/tb`` (:func:`cxraug.tensorboard.summary_writer`). ``stamp``
+        (:func:`cxraug.stamp.run_stamp`, made here when None) is stored in every checkpoint.
         """
         if devices < 1:
             raise CxraugError(f"devices must be >= 1, got {devices}")
+        if stamp is None:
+            from cxraug.metrics.encoder import data_fingerprint
+            from cxraug.stamp import run_stamp
+
+            stamp = run_stamp(self.device, data_fingerprint(train)[:16])
         if devices > 1:
-            return self._fit_ddp(train, out_dir, scorer, resume, devices)
+            return self._fit_ddp(train, out_dir, scorer, resume, devices, tensorboard, stamp)
         if len(train) == 0:
             raise CxraugError(f"{self.name}: the training set is empty")
         if train.size != self.config.size:
@@ -276,12 +289,12 @@ class Generator(ABC):
         last = ckpt_dir / "last.pt"
         if resume and last.exists():
             self._load_full(io.torch_load(last, map_location=self.device))
+        self.stamp = stamp
         if self._rank > 0:  # DDP: its own noise (rank 0 keeps the exact single-process stream)
             torch.manual_seed(self.config.seed + 1_000_003 * self._rank + self.step)
         writer = self._rank == 0
         total = self.total_steps(len(train))
-        log = _LossLog(out / "losses.csv", self.step) if writer else None
-        tb = _tensorboard(out / "tb") if writer else None
+        log = _RunLog(out, self.step, tensorboard) if writer else None
         t0 = time.time()
         from cxraug.ui import make_progress
 
@@ -302,28 +315,27 @@ class Generator(ABC):
                 self.step += 1
                 self._update_ema()
                 prog.advance(task)
-                if not writer:
+                if log is None:
                     continue
                 if self.step % self.config.log_every == 0 or self.step == total:
-                    log.write(self.step, losses)
-                    if tb is not None:
-                        for k, v in losses.items():
-                            tb.add_scalar(f"loss/{k}", v, self.step)
+                    log.losses(self.step, losses)
                 if self.step % self.config.sample_every == 0 or self.step == total:
-                    self.save_grid(out / "samples" / f"step_{self.step:07d}.png")
+                    grid = out / "samples" / f"step_{self.step:07d}.png"
+                    self.save_grid(grid)
+                    log.grid(self.step, grid)
                 if self.step % self.config.checkpoint_every == 0 or self.step == total:
                     self._checkpoint(ckpt_dir, train, scorer, log)
                 if self.step in self.config.keep_steps:
                     io.torch_save(self._full_state(), ckpt_dir / f"step_{self.step:07d}.pt")
-        if tb is not None:
-            tb.close()
-        if writer and not last.exists():  # zero-step budget: still leave a loadable checkpoint
-            self._checkpoint(ckpt_dir, train, scorer, None)
+        if log is not None:
+            if not last.exists():  # zero-step budget: still leave a loadable checkpoint
+                self._checkpoint(ckpt_dir, train, scorer, log)
+            log.close()
         return FitResult(steps=self.step, best_step=self.best["step"], best_kid=self.best["kid"],
                          wall_s=time.time() - t0, out_dir=str(out))
 
     def _fit_ddp(self, train: ImageSet, out_dir: str | Path, scorer: Scorer | None, resume: bool,
-                 devices: int) -> FitResult:
+                 devices: int, tensorboard: bool | None, stamp: dict[str, Any]) -> FitResult:
         """``fit`` in ``devices`` spawned processes; this object then holds rank 0's final state."""
         from cxraug.device import make_fabric
 
@@ -332,18 +344,18 @@ class Generator(ABC):
         with tempfile.TemporaryDirectory(prefix="cxraug-ddp-") as tmp:
             start = os.path.join(tmp, "start.pt")
             io.torch_save(self._full_state(), start)  # every process starts from this object's state
-            result = fabric.launch(_fit_rank, type(self), start, threads, train, str(out_dir), scorer, resume)
+            result = fabric.launch(_fit_rank, type(self), start, threads, train, str(out_dir), scorer, resume,
+                                   tensorboard, stamp)
         self._load_full(io.torch_load(Path(out_dir) / "checkpoints" / "last.pt", map_location=self.device))
         return result
 
-    def _checkpoint(self, ckpt_dir: Path, train: ImageSet, scorer: Scorer | None, log: "_LossLog | None") -> None:
+    def _checkpoint(self, ckpt_dir: Path, train: ImageSet, scorer: Scorer | None, log: "_RunLog") -> None:
         if scorer is not None:
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 imgs, labels = self.eval_samples(self.config.kid_samples, train)
                 scores = scorer(imgs, labels)  # a scorer drawing from the global RNG must not change training
             kid = float(scores["kid"])
-            if log is not None:
-                log.write_scores(self.step, scores)
+            log.scores(self.step, scores)
             if self.best["kid"] is None or kid < self.best["kid"]:
                 self.best = {"step": self.step, "kid": kid}
                 io.torch_save(self._full_state(), ckpt_dir / "best.pt")
@@ -393,6 +405,7 @@ class Generator(ABC):
                     "perm_pos": self._perm_pos,
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "extra": self.extra_state(),
+            "stamp": self.stamp,
         }
 
     def _load_full(self, state: dict[str, Any], weights_only: bool = False) -> None:
@@ -408,6 +421,7 @@ class Generator(ABC):
             o.load_state_dict(state["optimizers"][k])
         self.step = int(state["step"])
         self.best = dict(state.get("best", {"step": None, "kid": None}))
+        self.stamp = state.get("stamp")
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         self._data_rng.set_state(rng["data"])
@@ -472,45 +486,82 @@ def rank_generator(fabric: Any, cls: type[Generator], start: str) -> Generator:
 
 
 def _fit_rank(fabric: Any, cls: type[Generator], start: str, threads: int, train: ImageSet, out_dir: str,
-              scorer: Scorer | None, resume: bool) -> FitResult:
+              scorer: Scorer | None, resume: bool, tensorboard: bool | None, stamp: dict[str, Any]) -> FitResult:
     """One DDP process of :meth:`Generator.fit`: the same model and state as the caller's, its data share."""
     torch.set_num_threads(threads)
     gen = rank_generator(fabric, cls, start)
-    result = gen.fit(train, out_dir, scorer=scorer, resume=resume, progress=fabric.global_rank == 0)
+    result = gen.fit(train, out_dir, scorer=scorer, resume=resume, progress=fabric.global_rank == 0,
+                     tensorboard=tensorboard, stamp=stamp)
     fabric.barrier()  # rank 0's last checkpoint is written before the caller reads it
     return result
 
 
-class _LossLog:
-    """Append-only CSV of losses per logged step; on resume, rows past the resumed step are dropped."""
+class _RunLog:
+    """What rank 0 logs while training: the losses of every logged step (``losses.csv``), one JSON line per
+    checkpoint score (``metric-kid.jsonl``, as stylegan2-ada's ``metric-*.jsonl``) and TensorBoard events (losses,
+    scores, sample grids) when enabled. Both files are append-only: each line is written once (a loss key first
+    seen later, such as a lazily computed regulariser, widens the CSV header once). A resumed run first drops the
+    lines past the step it resumes from."""
 
-    def __init__(self, path: Path, resume_step: int) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if path.exists():
-            with open(path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        self._rewrite()
+    def __init__(self, out: Path, resume_step: int, tensorboard: bool | None) -> None:
+        self.csv_path, self.jsonl_path = out / "losses.csv", out / SCORES_FILE
+        self.fields: list[str] = []
+        if self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if int(r["step"]) <= resume_step]
+                self.fields = list(reader.fieldnames or [])
+            self._rewrite(rows)
+        if self.jsonl_path.exists():
+            lines = [ln for ln in self.jsonl_path.read_text().splitlines() if ln.strip()]
+            io.write_text(self.jsonl_path, "".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= resume_step))
+        from cxraug.tensorboard import summary_writer
 
-    def write(self, step: int, losses: dict[str, float]) -> None:
-        self.rows.append({"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}})
-        self._rewrite()
+        self.tb = summary_writer(out / "tb", tensorboard)
 
-    def write_scores(self, step: int, scores: dict[str, float]) -> None:
-        self.rows.append({"step": step, **{f"eval_{k}": f"{v:.6g}" for k, v in scores.items()}})
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        fields = ["step"] + sorted({k for r in self.rows for k in r if k != "step"})
-        with io.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
+    def _rewrite(self, rows: list[dict[str, Any]]) -> None:
+        with io.atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
             w.writeheader()
-            w.writerows(self.rows)
+            w.writerows(rows)
+
+    def losses(self, step: int, losses: dict[str, float]) -> None:
+        row = {"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}}
+        if not self.fields or set(row) - set(self.fields):  # the first row, or a new loss key: widen the header
+            rows = []
+            if self.csv_path.exists():
+                with open(self.csv_path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+            self.fields = self.fields + [k for k in row if k not in self.fields]
+            self._rewrite(rows)
+        with open(self.csv_path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
+        if self.tb is not None:
+            for k, v in losses.items():
+                self.tb.add_scalar(f"loss/{k}", v, step)
+
+    def scores(self, step: int, scores: dict[str, float]) -> None:
+        line = {"step": step, "metric": "kid", "results": scores, "timestamp": time.time()}
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        if self.tb is not None:
+            for k, v in scores.items():
+                self.tb.add_scalar(f"checkpoint/{k}", v, step)
+
+    def grid(self, step: int, path: Path) -> None:
+        if self.tb is not None and path.is_file():
+            from PIL import Image
+
+            self.tb.add_image("samples", np.asarray(Image.open(path).convert("L")), step, dataformats="HW")
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
-def _tensorboard(path: Path):  # noqa: ANN202 - optional dependency
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: CSV only
-        return None
-    return SummaryWriter(str(path))
+def read_scores(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The checkpoint scores a run logged (``metric-kid.jsonl``): ``{"step", "metric", "results", ...}`` each."""
+    path = Path(run_dir) / SCORES_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

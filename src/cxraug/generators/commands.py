@@ -1,15 +1,11 @@
-"""CLI commands of cxraug.generators: ``train-generator`` and ``generate``.
-
-``train-generator`` loads a dataset, splits it by patient, thins the *training* fold if asked, and fits one
-generator on it (unconditional models: one class), keeping the best checkpoint by KID against real training
-(or validation) images of the modelled class(es) - never test images. ``generate`` writes PNGs plus a manifest.
-"""
+"""CLI commands of cxraug.generators: ``train-generator`` (a thin wrapper of
+:func:`cxraug.generators.train.train_generator`), ``generate`` (PNGs plus a manifest) and ``score-checkpoints``
+(image metrics of a run's checkpoints, as stylegan2-ada's ``calc_metrics.py``)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,10 +13,16 @@ import numpy as np
 import typer
 from pydantic import ValidationError
 
+from cxraug.augment.diffaugment import OPS as _DIFFAUGMENT
+from cxraug.cliconfig import ConfigFile, given, merge_config_file
 from cxraug.data.options import CacheDir, Clahe, Device, Devices, MaskCrop, SplitSeed, TestFrac, ValFrac
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Generator, GeneratorKind, Scorer
+from cxraug.generators.base import Generator, GeneratorKind
+from cxraug.generators.train import Against, Features
+from cxraug.tensorboard import TensorboardOption
+
+DIFFAUGMENT_OPS = ", ".join(_DIFFAUGMENT)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -37,47 +39,15 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def build_generator(model: str, options: dict[str, Any], classes: list[str], preprocess: dict,
-                    device: str = "cpu") -> Generator:
-    """Instantiate a registered generator; invalid or unknown config fields become one-line errors."""
-    cls = GENERATORS.get(model)
-    try:
-        config = cls.Config(**options)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise CxraugError(f"{model}: invalid configuration ({problems})") from None
-    return cls(config, classes=classes, device=device, preprocess=preprocess)
+GeneratorName = GENERATORS.choices()
 
 
-def class_scorer(gen: Generator, train_fold: Any, real: Any, features: str = "domain",
-                 cache_dir: str | None = None) -> Scorer:
-    """KID scorer against ``real`` (training or validation images, never test) of the classes ``gen`` models.
-
-    Unconditional models are scored against their class only, conditional and translation models per class
-    (labels in ``train_fold``'s class order). ``features="domain"`` trains (or reuses, by hash) the domain
-    encoder on ``train_fold``: every class of the (regime-thinned) training fold.
-    """
-    from cxraug.data.names import match_class
-    from cxraug.metrics.scorer import make_scorer
-
-    if gen.kind is GeneratorKind.UNCONDITIONAL:
-        real = real.of_class(real.classes[match_class(gen.classes[0], real.classes)])
-        labels = None
-    else:
-        labels = real.labels
-    if len(real) < 2:
-        raise CxraugError(f"the KID scorer needs at least 2 real images of {gen.classes}, got {len(real)}")
-    return make_scorer(real.images, labels, features, train=train_fold if features == "domain" else None,
-                       size=gen.config.size, cache_dir=cache_dir)
-
-
-def _model_help() -> str:
-    return "Generator: " + ", ".join(GENERATORS.names()) + "."
-
-
-def train_generator(
-    model: str = typer.Option(..., "--model", help=_model_help()),
-    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints/, samples/, losses.csv, run.json)."),
+def train_generator_cmd(
+    ctx: typer.Context,
+    model: Optional[GeneratorName] = typer.Option(None, "--model", help="Generator (required, here or in --config)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoints/, samples/, losses.csv, "
+                                       "metric-kid.jsonl, run.json, MODEL_CARD.md); required."),
+    config: ConfigFile = None,
     data: Optional[str] = typer.Option(None, "--data", help="Dataset root; omitted = the built-in phantom data."),
     cls: Optional[str] = typer.Option(None, "--class", help="Class to model (needed by unconditional models)."),
     source: Optional[str] = typer.Option(None, "--source", help="Translation models: input class, e.g. Normal."),
@@ -88,7 +58,7 @@ def train_generator(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default: the model's."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: the model's)."),
     diffaugment: Optional[str] = typer.Option(
-        None, "--diffaugment", help="DiffAugment operations for GANs, e.g. translation,cutout,color."),
+        None, "--diffaugment", help=f"DiffAugment operations for GANs, comma-separated: {DIFFAUGMENT_OPS}."),
     ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of generator weights, e.g. 0.999."),
     sets: list[str] = typer.Option([], "--set", help="Other config fields, key=value (JSON values); repeatable."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -99,72 +69,50 @@ def train_generator(
     test_frac: TestFrac = 0.15,
     split_seed: SplitSeed = 0,
     seed: int = typer.Option(0, "--seed", help="Generator seed."),
-    scorer: str = typer.Option("domain", "--scorer", help="Best-checkpoint features: domain, inception, none."),
-    score_against: str = typer.Option("train", "--score-against", help="Real images for KID: train or val."),
+    scorer: Features = typer.Option("domain", "--scorer", help="Best-checkpoint features (none: keep last)."),
+    score_against: Against = typer.Option("train", "--score-against", help="Real images for KID (never test)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Checkpoint/KID every K."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid every K steps."),
     keep_steps: Optional[str] = typer.Option(None, "--keep-steps", help="Also keep these steps, e.g. 500,800."),
     device: Device = "auto",
     devices: Devices = 1,
     cache_dir: CacheDir = None,
+    tensorboard: TensorboardOption = None,
 ) -> None:
-    """Train one generator on the training fold. Examples:
+    """Train one generator on the training fold (cxraug.generators.train_generator). Examples:
     cxraug train-generator --data ../shared/data/cxr/dev --class COVID --model dcgan --size 64 --steps 2000
     --out runs/dcgan-covid --diffaugment translation,cutout,color;
     cxraug train-generator --data ../shared/data/cxr/dev --model pix2pix --source Normal --target COVID --size 64
-    --out runs/pix2pix"""
-    from cxraug.data import PreprocessConfig, apply_regime, load_splits
-    from cxraug.device import resolve_device
-    from cxraug.ui import console
+    --out runs/pix2pix; cxraug train-generator --config dcgan.yaml --steps 500 (the file holds options such as
+    model, class, data and the model's config fields; the command line wins)"""
+    from cxraug.generators.train import DataOptions, train_generator
 
-    gcls = GENERATORS.get(model)
-    if gcls.kind is GeneratorKind.UNCONDITIONAL and cls is None:
-        raise CxraugError(f"{model} models one class: pass --class (e.g. --class COVID)")
-    if (source or target) and gcls.kind is not GeneratorKind.TRANSLATION:
-        raise CxraugError(f"--source/--target are for translation models (e.g. pix2pix), not {model}")
-    if score_against not in ("train", "val"):
-        raise CxraugError(f"--score-against must be train or val (never test), got {score_against!r}")
-    if (out / "checkpoints" / "last.pt").exists() and not resume:
-        raise CxraugError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    prep = PreprocessConfig(size=size, clahe=clahe, mask_crop=mask_crop)
-    splits = load_splits(data, val_frac, test_frac, split_seed, preprocess=prep, cache_dir=cache_dir)
-    train = splits.train if n_per_class is None else apply_regime(splits.train, n_per_class, seed=split_seed)
-    options: dict[str, Any] = {"size": size, "seed": seed, **parse_sets(sets)}
-    named = {"steps": steps, "epochs": epochs, "batch_size": batch_size, "lr": lr, "ema_decay": ema,
-             "checkpoint_every": checkpoint_every, "sample_every": sample_every, "source": source, "target": target,
-             "diffaugment": None if diffaugment is None else [d.strip() for d in diffaugment.split(",") if d.strip()],
-             "keep_steps": None if keep_steps is None else [int(k) for k in keep_steps.split(",") if k.strip()]}
-    options.update({k: v for k, v in named.items() if v is not None})
-    if gcls.kind is GeneratorKind.UNCONDITIONAL:
-        from cxraug.data.names import match_class
+    o, fields = merge_config_file(ctx, config, aliases={"class": "cls", "set": "sets"})
+    if o["model"] is None or o["out"] is None:
+        raise CxraugError("train-generator needs --model and --out (on the command line or in --config)")
+    named = {"seed": o["seed"], "steps": o["steps"], "epochs": o["epochs"], "batch_size": o["batch_size"],
+             "lr": o["lr"], "ema_decay": o["ema"], "checkpoint_every": o["checkpoint_every"],
+             "sample_every": o["sample_every"], "diffaugment": _csv_list(o["diffaugment"]),
+             "keep_steps": None if o["keep_steps"] is None else [int(k) for k in _csv_list(o["keep_steps"])]}
+    on_line = {k for k in named if given(ctx, "ema" if k == "ema_decay" else k)}
+    # config fields, each tier overriding the last: the file's fields, named options from the file (or their
+    # defaults), --set, named options on the command line
+    fields.update({k: v for k, v in named.items() if v is not None and k not in on_line})
+    fields.update(parse_sets(list(o["sets"])))
+    fields.update({k: v for k, v in named.items() if v is not None and k in on_line})
+    data_opts = DataOptions(data=o["data"], size=o["size"], clahe=o["clahe"], mask_crop=o["mask_crop"],
+                            val_frac=o["val_frac"], test_frac=o["test_frac"], split_seed=o["split_seed"],
+                            n_per_class=o["n_per_class"], cache_dir=o["cache_dir"])
+    train_generator(o["model"], Path(o["out"]), config=fields, data=data_opts, cls=o["cls"], source=o["source"],
+                    target=o["target"], scorer=o["scorer"], score_against=o["score_against"], resume=o["resume"],
+                    device=o["device"], devices=o["devices"], tensorboard=o["tensorboard"])
 
-        label = train.classes[match_class(cls, train.classes)]
-        classes = [label]
-        if "target_class" in gcls.Config.model_fields:
-            options.setdefault("target_class", label)
-    else:
-        label, classes = None, list(train.classes)
-    gen = build_generator(model, options, classes, dict(train.meta.get("preprocess") or prep.model_dump()),
-                          str(resolve_device(device)))
-    fit_set = gen.training_set(train, label)
-    real = train if score_against == "train" else splits.val
-    score = None if scorer == "none" else class_scorer(gen, train, real, scorer)
-    console.print(f"{model}: {len(fit_set)} training images ({', '.join(f'{k} {v}' for k, v in fit_set.counts().items() if v)}), "
-                  f"{gen.total_steps(len(fit_set))} steps -> {out}")
-    t0 = time.time()
-    res = gen.fit(fit_set, out, scorer=score, resume=resume, devices=devices)
-    from cxraug import io
 
-    io.write_json(out / "run.json", {
-        "model": model, "class": label, "classes": classes, "data": data or "phantom",
-        "config": gen.config.model_dump(), "preprocess": gen.preprocess, "n_train": len(fit_set),
-        "train_counts": fit_set.counts(), "split": {"val_frac": val_frac, "test_frac": test_frac, "seed": split_seed,
-                                                     "n_per_class": n_per_class},
-        "scorer": None if score is None else {**score.describe(), "against": score_against},
-        "steps": res.steps, "best_step": res.best_step, "best_kid": res.best_kid, "devices": devices,
-        "wall_s": time.time() - t0})
-    best = "" if res.best_kid is None else f", best KID {res.best_kid:.4g} at step {res.best_step}"
-    console.print(f"{model}: {res.steps} steps in {res.wall_s / 60:.1f} min{best}; checkpoints in {out}/checkpoints")
+def _csv_list(value: str | list | None) -> list | None:
+    """``"a,b"`` (command line) or ``[a, b]`` (YAML) -> ``[a, b]``."""
+    if value is None or isinstance(value, list):
+        return value
+    return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
 def _source_images(gen: Generator, source: str, target: Optional[str]) -> tuple[np.ndarray, str]:
@@ -194,10 +142,16 @@ def generate(
                                          help="Translation models: dataset root whose training-fold source-class "
                                               "images are translated (cycled)."),
     target: Optional[str] = typer.Option(None, "--target", help="Translation models: the output class (checked)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0,
+                                             help="Diffusion models: classifier-free guidance scale (0 "
+                                                  "unconditional, 1 conditional, > 1 guided; default: the run's)."),
+    sample_steps: Optional[int] = typer.Option(None, "--sample-steps", min=1,
+                                               help="Diffusion models: DDIM sampling steps (default: the run's)."),
     device: Device = "auto",
 ) -> None:
-    """Sample a trained generator into PNG files with a manifest (file, label, seed, index, model, step). Example:
-    cxraug generate --checkpoint runs/dcgan-covid --n 1000 --out runs/dcgan-covid/png"""
+    """Sample a trained generator into PNG files with a manifest (file, label, seed, index, model, step). Examples:
+    cxraug generate --checkpoint runs/dcgan-covid --n 1000 --out runs/dcgan-covid/png;
+    cxraug generate --checkpoint runs/ddpm --n 400 --guidance 2 --sample-steps 100 --out runs/ddpm/png"""
     from PIL import Image
 
     from cxraug import io
@@ -206,6 +160,7 @@ def generate(
     from cxraug.ui import console, track
 
     gen = Generator.load(checkpoint, device=str(resolve_device(device)))
+    sampling = _sampling_options(gen, guidance, sample_steps)
     src = None
     if gen.kind is GeneratorKind.TRANSLATION:
         if source is None:
@@ -228,7 +183,8 @@ def generate(
     for k in track(range(n), "write PNGs"):
         file = f"{gen.name}_{names[k]}_s{seed}_{k:06d}.png".replace(" ", "_")
         Image.fromarray(images[k]).save(out / file)
-        rows.append({"file": file, "label": names[k], "seed": seed, "index": k, "model": gen.name, "step": gen.step})
+        rows.append({"file": file, "label": names[k], "seed": seed, "index": k, "model": gen.name, "step": gen.step,
+                     **sampling})
     with io.atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -236,7 +192,60 @@ def generate(
     console.print(f"wrote {n} images of {sorted(set(names))} from {gen.name} (step {gen.step}) to {out}")
 
 
+def _sampling_options(gen: Generator, guidance: float | None, sample_steps: int | None) -> dict[str, Any]:
+    """Set a diffusion model's sampling options on ``gen`` (validated by its Config); returns those set."""
+    asked = {k: v for k, v in (("guidance_scale", guidance), ("sample_steps", sample_steps)) if v is not None}
+    if not asked:
+        return {}
+    if not set(asked) <= set(gen.Config.model_fields):
+        raise CxraugError(f"--guidance and --sample-steps are for diffusion models (ddpm), not {gen.name}")
+    try:
+        gen.config = gen.Config(**{**gen.config.model_dump(), **asked})
+    except ValidationError as exc:
+        raise CxraugError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    return asked
+
+
+def score_checkpoints_cmd(
+    run: Path = typer.Argument(..., help="Run folder of train-generator (or one of its checkpoints/*.pt)."),
+    every: bool = typer.Option(False, "--all", help="Every checkpoint in RUN/checkpoints (default: best and last)."),
+    metrics: str = typer.Option("kid", "--metrics", help="Comma-separated, from: kid, fid, prdc (KID always)."),
+    against: Optional[Against] = typer.Option(None, "--against",
+                                              help="Real images: train or val (default: what the run used)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default: RUN/checkpoint_scores.csv)."),
+    device: Device = "auto",
+) -> None:
+    """Score a generator run's checkpoints again (KID, FID, PRDC): a table and a CSV with one row per checkpoint;
+    a checkpoint scored during training gets the KID recorded in metric-kid.jsonl. Example:
+    cxraug score-checkpoints runs/dcgan-covid --all --metrics kid,fid,prdc --against val"""
+    from rich.table import Table
+
+    from cxraug import io
+    from cxraug.device import resolve_device
+    from cxraug.generators.score import score_checkpoints
+    from cxraug.ui import console
+
+    rows = score_checkpoints(run, every, tuple(_csv_list(metrics) or ["kid"]), against,
+                             device=str(resolve_device(device)))
+    folder = run.parent.parent if run.is_file() else run
+    path = out or folder / "checkpoint_scores.csv"
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with io.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    shown = [k for k in fields if "/" not in k]
+    table = Table(title=f"{folder}: checkpoints against real {rows[0]['against']} images")
+    for k in shown:
+        table.add_column(k)
+    for r in rows:
+        table.add_row(*[f"{r[k]:.5g}" if isinstance(r[k], float) else str(r[k]) for k in shown])
+    console.print(table)
+    console.print(f"-> {path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train-generator`` and ``generate`` to the root app."""
-    app.command("train-generator")(train_generator)
+    """Add ``train-generator``, ``generate`` and ``score-checkpoints`` to the root app."""
+    app.command("train-generator")(train_generator_cmd)
     app.command("generate")(generate)
+    app.command("score-checkpoints")(score_checkpoints_cmd)

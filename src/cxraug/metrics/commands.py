@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import typer
 
 from cxraug.data.options import CacheDir, Clahe, MaskCrop, SplitSeed, TestFrac, ValFrac
+from cxraug.metrics.features import EXTRACTORS
 
 
 def evaluate_images_command(
     real: str = typer.Option(..., "--real", help="Dataset root (or 'phantom'): its training split is the "
                                                  "reference (--real-split val for validation); never test."),
     fake: Path = typer.Option(..., "--fake", help="Synthetic images: manifest.csv, class folders or flat PNGs."),
-    features: str = typer.Option("domain", "--features", help="domain (default), inception or xrv."),
+    features: EXTRACTORS.choices() = typer.Option("domain", "--features", help="Feature extractor."),
     dims: Optional[int] = typer.Option(None, "--dims", help="Feature dimension (inception: 2048 or 768)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file of the extractor."),
     per_class: bool = typer.Option(False, "--per-class", help="Also every metric per class."),
     tstr: bool = typer.Option(False, "--tstr", help="Train on synthetic, test on real (labelled fakes)."),
     audit: bool = typer.Option(False, "--audit", help="Memorisation audit against the training split "
                                                       "(calibrated on validation images), gallery PNG beside --out."),
-    real_split: str = typer.Option("train", "--real-split", help="train or val."),
+    real_split: Literal["train", "val"] = typer.Option("train", "--real-split", help="Real reference (never test)."),
     size: Optional[int] = typer.Option(None, "--size", help="Preprocessing size; default: the synthetic size."),
     clahe: Clahe = False,
     mask_crop: MaskCrop = False,
@@ -42,14 +43,11 @@ def evaluate_images_command(
     from cxraug import io
     from cxraug.data.preprocess import PreprocessConfig
     from cxraug.data.splits import load_splits
-    from cxraug.errors import CxraugError
     from cxraug.metrics.encoder import EncoderConfig
     from cxraug.metrics.evaluate_images import evaluate_images, load_fake_dir
     from cxraug.metrics.features import get_extractor
     from cxraug.metrics.tstr import align_classes
 
-    if real_split not in ("train", "val"):
-        raise CxraugError(f"--real-split must be train or val (never test), got {real_split!r}")
     fakes = load_fake_dir(fake)
     prep = PreprocessConfig(size=size or fakes.size, clahe=clahe, mask_crop=mask_crop)
     splits = load_splits(None if real == "phantom" else real, val_frac, test_frac, split_seed, preprocess=prep,

@@ -47,8 +47,11 @@ def _decode_all(paths: list[Path]) -> list[np.ndarray]:
 
 def load_fake_dir(path: str | Path, classes: list[str] | None = None) -> ImageSet:
     """Synthetic images from ``path``: ``manifest.csv`` (columns ``file`` or ``path``, and ``label``) as written
-    by ``cxraug generate``, else one folder per class, else a flat folder of images (unlabelled: label 0,
+    by ``cxraug generate``, else any dataset layout real data may have (Kaggle ``<Class>/images/``, class
+    folders, a ``path,label`` CSV; :mod:`cxraug.data.layouts`), else a flat folder of images (unlabelled: label 0,
     class ``"unlabelled"``). ``classes`` (names) fixes the label order. Images must be square and of one size."""
+    from cxraug.data.layouts import detect_layout, discover
+
     root = Path(path)
     if not root.is_dir():
         raise CxraugError(f"synthetic image folder does not exist: {root}")
@@ -61,12 +64,16 @@ def load_fake_dir(path: str | Path, classes: list[str] | None = None) -> ImageSe
             raise CxraugError(f"{manifest} needs columns file (or path) and label")
         files, names = [root / r[col] for r in rows], [r["label"] for r in rows]
     else:
-        dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        pairs = [(p, d.name) for d in dirs for p in sorted(d.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        try:
+            layout = detect_layout(root)
+        except CxraugError:  # neither class folders nor a manifest CSV: a flat folder of images
+            layout = None
+        records = discover(root, layout).records if layout else []
+        pairs = [(r.path, r.label) for r in records] or [
+            (p, "unlabelled") for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not pairs:
-            pairs = [(p, "unlabelled") for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
-        if not pairs:
-            raise CxraugError(f"no images in {root} (expected manifest.csv, class folders or image files)")
+            raise CxraugError(f"no images in {root} (expected manifest.csv, a dataset layout - Kaggle "
+                              "<Class>/images/, class folders, a path,label CSV - or image files)")
         files, names = [p for p, _ in pairs], [n for _, n in pairs]
     from cxraug.data.names import match_class
 

@@ -6,7 +6,10 @@ Public API::
     make_scorer(real_images uint8 (N,S,S), labels=None, features="domain" | FeatureExtractor, *,
                 train=None, metric="kid", max_real=500, size=64, seed=0, **extractor_options) -> Scorer
     scorer(images uint8 (M,S',S'), labels=None) -> {"kid": float, "kid_sd": float, ["fid": float],
+                                                   ["precision", "recall", "density", "coverage": float],
                                                    ["kid/<class index>": float, ...]}
+
+``metric`` is ``kid`` or KID joined with ``fid`` and/or ``prdc`` by ``+`` (``kid+fid+prdc``).
     scorer.describe() -> {"extractor", "dims", "resize", "n_real", "size", "metric", ...}
 
 ``real_images`` must be training or validation images, never test. Samples are resized to ``size`` (bilinear,
@@ -27,6 +30,10 @@ from cxraug.errors import CxraugError
 from cxraug.metrics.features import DEFAULT_EXTRACTOR, FeatureExtractor, get_extractor, resize_uint8
 from cxraug.metrics.fid import fid
 from cxraug.metrics.kid import kid
+from cxraug.metrics.prdc import prdc
+
+#: what a scorer can compute besides KID (``metric="kid+fid+prdc"``)
+METRICS = ("kid", "fid", "prdc")
 
 
 class Scorer:
@@ -34,8 +41,10 @@ class Scorer:
 
     def __init__(self, extractor: FeatureExtractor, real_images: np.ndarray, labels: np.ndarray | None,
                  metric: str, size: int) -> None:
-        if metric not in ("kid", "kid+fid"):
-            raise CxraugError(f"unknown scorer metric {metric!r}; use kid or kid+fid")
+        parts = metric.split("+")
+        if parts[0] != "kid" or not set(parts) <= set(METRICS) or len(set(parts)) != len(parts):
+            raise CxraugError(f"unknown scorer metric {metric!r}; use kid, optionally joined with fid and/or prdc "
+                              "by '+' (kid+fid+prdc)")
         self.extractor = extractor
         self.metric = metric
         self.size = size
@@ -52,8 +61,10 @@ class Scorer:
     def _score(self, real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
         out = kid(real, fake, n_subsets=20, n_boot=0)
         scores = {"kid": out["kid"], "kid_sd": out["kid_sd"]}
-        if self.metric == "kid+fid":
+        if "fid" in self.metric.split("+"):
             scores["fid"] = fid(real, fake)
+        if "prdc" in self.metric.split("+"):
+            scores.update({k: float(v) for k, v in prdc(real, fake).items()})
         return scores
 
     def __call__(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:

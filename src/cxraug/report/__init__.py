@@ -24,7 +24,8 @@ rebuilds it. Input format (only the first two files are required; each section i
 * ``real_samples.npz`` - a few real *training* images per class (:func:`save_real_samples`).
 * ``units/<key>/result.json`` (classifier: ``y_true``, ``y_pred`` on the test set), ``units/<key>/pool.npz``
   (generator: synthetic ``images``, ``labels``), ``units/<key>/<model folder>/losses.csv`` (``step``, loss
-  columns, ``eval_*`` checkpoint scores), ``units/<key>/memorisation_<class>.png`` (memorisation gallery).
+  columns; older runs also ``eval_*`` checkpoint scores) and ``metric-kid.jsonl`` (checkpoint scores),
+  ``units/<key>/memorisation_<class>.png`` (memorisation gallery).
 """
 
 from cxraug.report.build import build_report

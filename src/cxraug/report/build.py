@@ -154,7 +154,7 @@ def generator_sections(sd: StudyDir) -> list[dict[str, Any]]:
                 real_uri = figures.strip_uri(imgs) if len(imgs) else None
             samples.append({"cls": cls, "real": real_uri, "fake": figures.strip_uri(fake)})
         curves = [{"title": f"{name}: {p.parent.name}", "uri": figures.curves_figure(
-                   read_csv(p), f"{name}: {p.parent.name} training")}
+                   read_csv(p) + _score_rows(p.parent), f"{name}: {p.parent.name} training")}
                   for p in sorted(sd.unit_dir(key).glob("*/losses.csv"))]
         ckpt = [r for r in sd.checkpoints if r.get("unit") == key]
         gallery = [{"cls": p.stem.removeprefix("memorisation_"), "uri": figures.file_uri(p),
@@ -166,6 +166,13 @@ def generator_sections(sd: StudyDir) -> list[dict[str, Any]]:
                     "checkpoints": figures.checkpoint_figure(ckpt, f"{name}: KID / FID of kept checkpoints")
                     if ckpt else None, "gallery": gallery})
     return out
+
+
+def _score_rows(model_dir: Path) -> list[dict[str, Any]]:
+    """The checkpoint scores of a generator folder as ``eval_*`` rows for the training-curve figure."""
+    from cxraug.generators.base import read_scores
+
+    return [{"step": r["step"], **{f"eval_{k}": v for k, v in r["results"].items()}} for r in read_scores(model_dir)]
 
 
 def generator_table(sd: StudyDir) -> list[dict[str, str]]:

@@ -62,13 +62,16 @@ Output directory (``OUT``; every file written atomically):
 * ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
   split and regime counts, ``warnings`` (data audit), ``fairness`` (``budget``: how the arms' budgets compare;
   ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor,
-  command, ``wall_s``.
+  command, ``wall_s``, ``stamp`` (:func:`cxraug.stamp.run_stamp`).
 * ``protocol.yaml``, ``plan.json`` (units, keys, dependencies), ``skipped.csv``, ``real_samples.npz``,
   ``report.html`` (:func:`cxraug.report.build_report`).
 * ``units/<key>/result.json`` - each finished unit (classifier: ``metrics``, ``confusion_matrix``, ``y_true``,
   ``y_pred``; ``units/<key>/history.csv``: one row per validation check); ``units/<key>/pool.npz`` - a
-  generator unit's synthetic images; the generator's own work folders
-  (``<class>/`` or ``model/``: checkpoints, ``losses.csv``, sample grids) and ``memorisation_<class>.png``.
+  generator unit's synthetic images; the generator's own work folders (``<class>/`` or ``model/``:
+  checkpoints, ``losses.csv``, ``metric-kid.jsonl``, sample grids, ``MODEL_CARD.md``) and
+  ``memorisation_<class>.png``; with a tracker, ``units/<key>/confusion.png`` of classifier units.
+
+Tracking (``--track mlflow``): :mod:`~cxraug.study.track`.
 
 Resume: re-running the same command skips units whose ``result.json`` exists and resumes unfinished generators
 from ``checkpoints/last.pt``; a study killed at any moment ends identical to an uninterrupted one.

@@ -7,6 +7,7 @@ settings) are validated by those packages' own models and reported under the pro
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -335,11 +336,28 @@ def classifier_config_fields(clf: ClassifierSpec) -> dict[str, Any]:
     return fields
 
 
+def shipped_protocols() -> dict[str, Path]:
+    """The protocols installed with cxraug (``cxraug/configs/*.yaml``), by name."""
+    folder = Path(str(resources.files("cxraug").joinpath("configs")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_protocol(name_or_path: str | Path) -> Path:
+    """A protocol file: an existing path, else the shipped protocol of that name (``quickstart``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = shipped_protocols()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise CxraugError(f"protocol file not found: {p} (and no shipped protocol of that name; shipped: "
+                      f"{', '.join(shipped)})")
+
+
 def load_protocol(path: str | Path) -> Protocol:
-    """Read and validate a protocol file; any problem raises :class:`CxraugError` naming the field path."""
-    p = Path(path)
-    if not p.is_file():
-        raise CxraugError(f"protocol file not found: {p}")
+    """Read and validate a protocol file (or a shipped protocol by name); any problem raises
+    :class:`CxraugError` naming the field path."""
+    p = resolve_protocol(path)
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:

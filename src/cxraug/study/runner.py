@@ -28,7 +28,9 @@ from cxraug.study.executors import LocalExecutor, RayExecutor, Task
 from cxraug.study.baselines import complete_arms, pairings
 from cxraug.study.plan import DataInfo, Plan, Unit, build_plan, describe
 from cxraug.study.protocol import Protocol
+from cxraug.study.track import StudyTracking
 from cxraug.study.units import run_classifier_unit, run_generator_unit
+from cxraug.tracking import MlflowTracker
 from cxraug.ui import banner, console
 
 #: classifier metrics summarised (macro averages for precision/recall/F1/specificity)
@@ -129,8 +131,10 @@ def _gen_size(proto: Protocol, name: str) -> int:
 
 
 def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_root: str | None = None,
-              executor: str = "local", address: str | None = None, dry_run: bool = False) -> Path:
-    """Run (or resume) a study; returns the output directory."""
+              executor: str = "local", address: str | None = None, dry_run: bool = False,
+              tracker: MlflowTracker | None = None) -> Path:
+    """Run (or resume) a study; returns the output directory. With a ``tracker`` every finished unit and the
+    study itself are logged to it as well (:mod:`cxraug.study.track`)."""
     from cxraug.device import set_threads
 
     t0 = time.time()
@@ -151,6 +155,7 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
         console.print(line)
     if dry_run:
         return out
+    tracking = None if tracker is None else StudyTracking(tracker, proto, out, data.classes)
     out.mkdir(parents=True, exist_ok=True)
     io.write_text(out / "protocol.yaml", yaml.safe_dump(proto.model_dump(mode="json"), sort_keys=False))
     io.write_json(out / "plan.json", [{"key": u.key, "kind": u.kind, "fields": u.fields, "needs": u.needs}
@@ -164,12 +169,23 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
         return {"pool": store.load_pool(key)}
 
     def on_result(task: Task, result: dict[str, Any]) -> None:
-        store.save(by_key[task.key], result)
+        unit = by_key[task.key]
+        store.save(unit, result)
+        if tracking is not None:
+            track_unit(tracking, unit, store)
 
     if tasks:
         _executor(executor, address, proto).run(tasks, upstream, on_result)
-    write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor, added=added)
+    write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor, added=added,
+                  tracking=tracking)
     return out
+
+
+def track_unit(tracking: StudyTracking, unit: Unit, store: UnitStore) -> None:
+    """Log a finished unit with its results.csv row (values as stored, so they equal the file's)."""
+    res = store.load(unit.key)
+    row = classifier_row(unit, res) if unit.kind == "classifier" else generator_row(unit, res)[0]
+    tracking.unit(unit, row, res, store.folder(unit.key))
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -202,18 +218,23 @@ def generator_rows(plan: Plan, store: UnitStore) -> tuple[list[dict[str, Any]], 
     """(one row per generator unit with class-averaged image metrics, one row per unit x class)."""
     unit_rows, class_rows = [], []
     for u in plan.of_kind("generator"):
-        res = store.load(u.key)
-        per_class = res.get("image_metrics", {})
-        base = {"unit": u.key, "kind": "generator", **u.fields}
-        for c, m in per_class.items():
-            class_rows.append({**base, "class": c, **m})
-        fits = res.get("fit", [])
-        steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
-        best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
-        unit_rows.append({**base, "steps": steps, "best_step": best, "converged": generators_converged(fits),
-                          **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
-                          "wall_s": res["wall_s"]})
+        row, per_class = generator_row(u, store.load(u.key))
+        unit_rows.append(row)
+        class_rows += per_class
     return unit_rows, class_rows
+
+
+def generator_row(u: Unit, res: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The results.csv row of a finished generator unit and its generators.csv rows (one per class)."""
+    per_class = res.get("image_metrics", {})
+    base = {"unit": u.key, "kind": "generator", **u.fields}
+    fits = res.get("fit", [])
+    steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
+    best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
+    row = {**base, "steps": steps, "best_step": best, "converged": generators_converged(fits),
+           **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
+           "wall_s": res["wall_s"]}
+    return row, [{**base, "class": c, **m} for c, m in per_class.items()]
 
 
 def generators_converged(fits: list[dict[str, Any]]) -> bool | None:
@@ -224,17 +245,18 @@ def generators_converged(fits: list[dict[str, Any]]) -> bool | None:
 
 
 def classifier_rows(plan: Plan, store: UnitStore) -> list[dict[str, Any]]:
-    rows = []
-    for u in plan.of_kind("classifier"):
-        res = store.load(u.key)
-        budget = u.spec["budget"]
-        rows.append({"unit": u.key, "kind": "classifier", **u.fields, "generator_unit": u.needs or "",
-                     "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
-                     "budget_steps": budget["max_steps"], "eval_every": budget["eval_every"],
-                     "early_stopping": budget["early_stopping"], "steps": res["steps"],
-                     "best_step": res["best_step"], "converged": res["converged"], "val_f1": res["val_f1"],
-                     **{m: res["metrics"].get(m, math.nan) for m in METRICS}, "wall_s": res["wall_s"]})
-    return rows
+    return [classifier_row(u, store.load(u.key)) for u in plan.of_kind("classifier")]
+
+
+def classifier_row(u: Unit, res: dict[str, Any]) -> dict[str, Any]:
+    """The results.csv row of a finished classifier unit."""
+    budget = u.spec["budget"]
+    return {"unit": u.key, "kind": "classifier", **u.fields, "generator_unit": u.needs or "",
+            "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
+            "budget_steps": budget["max_steps"], "eval_every": budget["eval_every"],
+            "early_stopping": budget["early_stopping"], "steps": res["steps"],
+            "best_step": res["best_step"], "converged": res["converged"], "val_f1": res["val_f1"],
+            **{m: res["metrics"].get(m, math.nan) for m in METRICS}, "wall_s": res["wall_s"]}
 
 
 def budget_note(proto: Protocol, plan: Plan) -> str:
@@ -308,8 +330,9 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
 
 
 def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData, out: Path, wall_s: float,
-                  executor: str, added: list[str] | None = None) -> None:
-    """results.csv, summary.csv, comparisons.csv, generators.csv, subgroups.csv, tables/, study.json."""
+                  executor: str, added: list[str] | None = None, tracking: StudyTracking | None = None) -> None:
+    """results.csv, summary.csv, comparisons.csv, generators.csv, subgroups.csv, tables/, study.json (and the
+    study's tracker runs: units not logged yet, then the study run with the outputs)."""
     conf = proto.metrics.confidence
     crows = classifier_rows(plan, store)
     grows, gclass = generator_rows(plan, store)
@@ -347,14 +370,16 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     from cxraug.data.load import write_skipped
     from cxraug.device import resolve_device
     from cxraug.report import save_real_samples
+    from cxraug.stamp import run_stamp, versions
     from cxraug.study.data import audit_warnings
 
     data_size, _, _ = sizes_needed(proto)
     write_skipped(out / "skipped.csv", data.skipped)
     save_real_samples(out, data.splits[data_size].train)
     meta = {"name": proto.name, "scale": proto.scale, "cxraug": __version__, "python": platform.python_version(),
-            "platform": platform.platform(), "versions": _versions(), "device": str(resolve_device(
+            "platform": platform.platform(), "versions": versions(), "device": str(resolve_device(
                 proto.execution.device)), "command": " ".join(sys.argv), "executor": executor, "wall_s": wall_s,
+            "stamp": run_stamp(resolve_device(proto.execution.device), data.fingerprint),
             "units": len(plan.units), "warnings": audit_warnings(data.splits[data_size], proto.metrics.subgroups),
             "fairness": fairness, **data.describe()}
     io.write_json(out / "study.json", meta)
@@ -368,20 +393,12 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     from cxraug.report import build_report
 
     report = build_report(out)
+    if tracking is not None:
+        for unit in plan.units:
+            track_unit(tracking, unit, store)
+        tracking.study(out, meta)
     console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv, {out}/tables.md; "
                   f"report: {report}")
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "lightning-fabric", "pydantic", "ray"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def _add_bootstrap(plan: Plan, store: UnitStore, data: StudyData, proto: Protocol, summary: list[dict],

@@ -14,6 +14,7 @@ import numpy as np
 
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
+from cxraug.metrics.quality import image_metrics, safe_name
 
 
 def _prepare_process(threads: int, seed: int) -> None:
@@ -64,7 +65,9 @@ def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path
                                  size=cfg.size, seed=cfg.seed)
         res = gen.fit(data, folder, scorer=scorer, resume=True, progress=False)
         records.append({"folder": folder.name, "steps": res.steps, "best_step": res.best_step,
-                        "best_kid": res.best_kid})
+                        "best_kid": res.best_kid, "classes": sorted(c for c, n in data.counts().items() if n),
+                        "counts": data.counts(), "stamp": gen.stamp,
+                        "scorer": None if scorer is None else {**scorer.describe(), "against": "val"}})
         chosen = folder / "checkpoints" / f"{spec['checkpoint']}.pt"
         return Generator.load(chosen if chosen.exists() else folder, device=device)
 
@@ -72,7 +75,7 @@ def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path
         models = {}
         for c in classes:
             gen = cls(cfg, classes=[c], device=device, preprocess=preprocess)
-            models[c] = fit(gen, gen.training_set(train, c), work / _safe(c), val.of_class(c), labelled=False)
+            models[c] = fit(gen, gen.training_set(train, c), work / safe_name(c), val.of_class(c), labelled=False)
         return models, records
     keep = np.isin(train.labels, [train.classes.index(c) for c in classes])
     vkeep = np.isin(val.labels, [val.classes.index(c) for c in classes])
@@ -86,45 +89,6 @@ def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path
         source = train.of_class(spec["source"]).images
         return [SyntheticSource(model, c, source=source) for c in classes if c != spec["source"]], records
     return model, records
-
-
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-
-
-def image_metrics(extractor: Any, fake: ImageSet, real_train: ImageSet, real_val: ImageSet, n: int,
-                  k: int, gallery_dir: Path | None, seed: int) -> dict[str, dict[str, float]]:
-    """Per class: KID, FID and PRDC of ``n`` synthetic images against validation images, beside the
-    real-vs-real floor (training-subset images against the same validation images), and - with ``gallery_dir``
-    - the memorisation audit of the synthetic images against the training subset (its gallery PNG goes there)."""
-    from cxraug.metrics.fid import fid
-    from cxraug.metrics.kid import kid
-    from cxraug.metrics.prdc import prdc
-
-    rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, float]] = {}
-    for c in sorted(set(fake.classes[i] for i in np.unique(fake.labels))):
-        f, t, v = fake.of_class(c), real_train.of_class(c), real_val.of_class(c)
-        m = min(n, len(f), len(t))
-        if m < 4 or len(v) < 4:
-            continue
-        f_img = f.images[np.sort(rng.choice(len(f), m, replace=False))]
-        t_img = t.images[np.sort(rng.choice(len(t), m, replace=False))]
-        ff, tf, vf = extractor(f_img), extractor(t_img), extractor(v.images)
-        row: dict[str, float] = {"n": m}
-        for tag, feats in (("", ff), ("floor_", tf)):
-            row[f"{tag}kid"] = float(kid(vf, feats, n_boot=0, seed=seed)["kid"])
-            row[f"{tag}fid"] = float(fid(vf, feats))
-            p = prdc(vf, feats, k=k)
-            row.update({f"{tag}{key}": float(p[key]) for key in ("precision", "recall", "density", "coverage")})
-        if gallery_dir is not None:
-            from cxraug.metrics.memorisation import audit, gallery
-
-            res = audit(f_img, t.images, v.images, extractor=extractor, seed=seed)
-            row.update(memorised=float(res["flagged"]), memorised_fraction=float(res["fraction_flagged"]))
-            gallery(f_img, t.images, res, gallery_dir / f"memorisation_{_safe(c)}.png")
-        out[c] = row
-    return out
 
 
 def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, work_dir: str, threads: int,
@@ -158,8 +122,23 @@ def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, wor
         metrics = image_metrics(extractor, pool, train, val, ms["samples"], ms["nearest_k"],
                                 work if ms["memorisation"] else None, seed=0)
         by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
+    _model_cards(spec, work, records, metrics, str(train.meta.get("data", "")))
     return {"pool": pool_to_arrays(pool), "image_metrics": metrics, "by_step": by_step, "fit": records,
             "near_copy_gate": gate_record, "wall_s": time.time() - t0}
+
+
+def _model_cards(spec: dict[str, Any], work: Path, records: list[dict[str, Any]],
+                 metrics: dict[str, dict[str, float]], data: str) -> None:
+    """``MODEL_CARD.md`` in every trained model's folder, with the unit's image metrics of its classes."""
+    from cxraug.generators import GENERATORS
+    from cxraug.generators.card import write_model_card
+
+    config = GENERATORS.get(spec["model"]).Config(**spec["config"]).model_dump()
+    for r in records:
+        write_model_card(work / r["folder"], model=spec["model"], config=config, train_counts=r["counts"],
+                         stamp=r["stamp"], steps=r["steps"], best_step=r["best_step"], best_kid=r["best_kid"],
+                         scorer=r["scorer"], quality={c: metrics[c] for c in r["classes"] if c in metrics},
+                         data=data or "study data")
 
 
 #: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
