@@ -93,6 +93,9 @@ def train_classifier_cmd(
     train = apply_regime(splits.train, n_per_class=n_per_class, seed=split_seed) if n_per_class else splits.train
     console.print(f"train {train.counts()}  val {splits.val.counts()}  test {splits.test.counts()}")
     trained = train_classifier(train, splits.val, cfg, out_dir=out, device=device, devices=devices)
+    if trained.failure is not None:
+        saved = f" ({out / 'best.pt'} holds the restored check)" if trained.best_check else ""
+        raise CxraugError(f"{trained.failure}{saved}; history: {out / 'history.csv'}")
     metrics = evaluate(trained, splits.test, device=device)
     write_json(out / "metrics.json", {**metrics, "config": cfg.model_dump(mode="json"),
                                       "best_check": trained.best_check, "best_step": trained.best_step,
