@@ -38,7 +38,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("faults")
     study = make_study(root, root / "cache")
     run_study(load_protocol(study.proto), root / "warm", dry_run=True)  # every later run then passes the same events
-    expected, counts = reference(study, root / "reference")
+    expected, counts = reference(study, root / "reference")  # in this process; the faulted runs are `cxraug study`
     return {"root": root, "study": study, "expected": expected, "counts": counts}
 
 
@@ -46,6 +46,7 @@ def _in_process(base: dict[str, Any], out: Path) -> None:
     run_study(load_protocol(base["study"].proto), out)
 
 
+@pytest.mark.slow
 def test_killed_at_seeded_moments_resumes_identical(base: dict[str, Any]) -> None:
     moments = kill_moments(base["counts"], KILLS, SEED)
     failed = []
@@ -74,7 +75,8 @@ def test_damaged_unit_files_are_named_moved_aside_and_rerun(base: dict[str, Any]
     planted = {}
     for pattern, how in (("units/*/pool.npz", "bitflip"), ("units/*/history.csv", "truncate"),
                          ("units/*/result.json", "empty")):
-        path = sorted(out.glob(pattern))[-1]
+        path = next(p for p in sorted(out.glob(pattern)) if not any(d.startswith(str(p.parent.relative_to(out)))
+                                                                   for d in planted))  # one file per unit
         planted[str(path.relative_to(out))] = damage(path, how, rng)
     capsys.readouterr()
     _in_process(base, out)
@@ -122,6 +124,7 @@ def test_disk_full_stops_cleanly_and_rerun_is_identical(base: dict[str, Any], fa
     assert fingerprint(out) == base["expected"], fault
 
 
+@pytest.mark.slow
 def test_disk_full_in_the_kernel_gives_one_message_and_exit_2(base: dict[str, Any]) -> None:
     """A real failing write: a file-size limit below a checkpoint's size makes the kernel refuse it (EFBIG)."""
     rec = enospc_trial(base["study"], base["root"] / "fsize", base["expected"], limit_bytes=64 * 1024)
@@ -129,6 +132,7 @@ def test_disk_full_in_the_kernel_gives_one_message_and_exit_2(base: dict[str, An
     assert "last.pt" in rec["message"] or "step_" in rec["message"], rec
 
 
+@pytest.mark.slow
 def test_two_studies_on_one_folder(base: dict[str, Any]) -> None:
     rec = concurrent_trial(base["study"], base["root"] / "twice", base["expected"])
     assert rec["refused"] and rec["identical"], rec
