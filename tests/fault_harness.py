@@ -29,8 +29,8 @@ from study_tiny import results_without_timing, tiny_protocol, write_protocol
 
 #: phases of cxraug.faults, in the order a study reaches them
 PHASES = ("data", "generator", "checkpoint", "classifier", "result", "output", "report")
-#: phases whose events are writes (an ENOSPC can be injected there)
-WRITE_PHASES = ("checkpoint", "result", "output", "report")
+#: phases whose every event is a write (an ENOSPC can be injected there); the report's write is its last event
+WRITE_PHASES = ("checkpoint", "result", "output")
 
 
 def fault_protocol(cache_dir: Path) -> dict[str, Any]:
@@ -50,7 +50,7 @@ class Study:
     proto: Path
 
     def run(self, out: Path, fault: str | None = None, limit_bytes: int | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "CXRAUG_PROGRESS": "0", "CXRAUG_FAULT": fault or ""}
+        env = {**os.environ, "CXRAUG_PROGRESS": "0", "CXRAUG_FAULT": fault or "", "COLUMNS": "500"}
         preexec: Callable[[], None] | None = None
         if limit_bytes is not None:  # a file-size limit: writes past it fail in the kernel (EFBIG)
             def preexec() -> None:
@@ -61,7 +61,7 @@ class Study:
         return [sys.executable, "-m", "cxraug.cli", "study", str(self.proto), "--out", str(out)]
 
     def start(self, out: Path) -> subprocess.Popen:
-        env = {**os.environ, "CXRAUG_PROGRESS": "0", "CXRAUG_FAULT": ""}
+        env = {**os.environ, "CXRAUG_PROGRESS": "0", "CXRAUG_FAULT": "", "COLUMNS": "500"}
         return subprocess.Popen(self.command(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
 
@@ -118,6 +118,13 @@ def kill_moments(counts: Counter, k: int, seed: int) -> list[str]:
         n = random.Random(f"{seed}/{i}").randint(1, counts[phase])
         out.append(f"kill@{phase}:{n}")
     return out
+
+
+def enospc_moments(counts: Counter, k: int, seed: int) -> list[str]:
+    """``k`` faults ``enospc@PHASE:N`` over the write phases in turn, N seeded; the last one hits report.html."""
+    out = [f"enospc@{WRITE_PHASES[i % 3]}:{random.Random(f'{seed}/enospc/{i}').randint(1, counts[WRITE_PHASES[i % 3]])}"
+           for i in range(k - 1)]
+    return out + [f"enospc@report:{counts['report']}"]
 
 
 def problems(out: Path) -> list[str]:
@@ -358,3 +365,34 @@ def plan_or_refuse(raw: dict[str, Any], work: Path, data: Path) -> tuple[int, st
         os.chdir(cwd)
     return code, buf.getvalue()
 
+
+
+def mutation_setup(work: Path) -> tuple[Path, dict[str, Any]]:
+    """(a small phantom dataset, the valid protocol the mutations start from: the tiny study)."""
+    from cxraug.data.phantom import write_phantom_dataset
+
+    data = write_phantom_dataset(work / "data", {"COVID": 30, "Normal": 30}, size=40, seed=1)
+    return data, tiny_protocol(work / "cache")
+
+
+def mutation_outcome(what: str, raw: dict[str, Any], work: Path, data: Path) -> str:
+    """``planned`` (exit 0), ``refused`` (exit 2, one ``error:`` line naming a field of the edit) or ``crash: ...``
+    for anything else (another exit code, a traceback, several or unnamed error lines)."""
+    code, output = plan_or_refuse(raw, work, data)
+    output = output.replace(str(work), "<tmp>")
+    if code == 0:
+        return "planned"
+    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    if code == 2 and len(errors) == 1 and "Traceback" not in output and names_field(what, output):
+        return "refused"
+    return f"crash: exit {code}: {what}\n{output[-3000:]}"
+
+
+def names_field(what: str, output: str) -> bool:
+    """Whether an error message names a field an edit touched: a named key of some edited path."""
+    text = " ".join(output.split())
+    for edit in what.split("; "):
+        path = edit.split(" ", 1)[1].split(" = ")[0]
+        if any(k in text for k in re.split(r"[.\[\]]", path) if k and not k.isdigit()):
+            return True
+    return False

@@ -294,7 +294,8 @@ def generator_rows(plan: Plan, store: UnitStore) -> tuple[list[dict[str, Any]], 
         fits = res.get("fit", [])
         steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
         best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
-        unit_rows.append({**base, "status": res.get("status", OK), "steps": steps, "best_step": best, "converged": generators_converged(fits),
+        unit_rows.append({**base, "status": res.get("status", OK), "steps": steps, "best_step": best,
+                          "converged": generators_converged(fits),
                           **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
                           "wall_s": res["wall_s"]})
     return unit_rows, class_rows
