@@ -143,7 +143,7 @@ def problems(out: Path) -> list[str]:
                 if io.file_sha256(p.parent / n) != d]
     for p in out.glob("units/*/*/checkpoints/*.pt"):
         try:
-            io.torch_load(p)
+            io.torch_load(p, checksum=True)
         except CxraugError as exc:
             bad.append(str(exc))
     return bad

@@ -300,3 +300,28 @@ def test_mutated_protocols_plan_or_stop_with_exit_2_naming_the_field(tmp_path: P
 
     check()
     assert len(outcomes) >= 30 and {"planned", "refused"} <= set(outcomes)
+
+
+def test_every_truncation_and_bit_flip_of_a_checkpoint_or_result_is_detected(tmp_path: Path) -> None:
+    """Damage of any length or at any byte (the checksum footer and field included) raises CorruptFileError: never
+    another exception, never a load."""
+    import torch
+
+    from cxraug import io
+    from cxraug.errors import CorruptFileError
+
+    io.torch_save({"w": torch.randn(20, 20), "step": 3, "best": {"kid": None}}, tmp_path / "c.pt")
+    io.write_checked_json(tmp_path / "r.json", {"metrics": {"f1": 0.5}, "y_pred": [0, 1, 1], "name": "é"})
+    rng = random.Random(SEED)
+    for name, load in (("c.pt", lambda p: io.torch_load(p, checksum=True)), ("r.json", io.read_checked_json)):
+        data = (tmp_path / name).read_bytes()
+        cuts = [*range(0, 40), *range(len(data) - 100, len(data)), *rng.sample(range(len(data)), 50)]
+        flips = [(i, bit) for i in rng.sample(range(len(data)), 150) for bit in (rng.randrange(8),)]
+        variants = [data[:n] for n in cuts] + [bytes(b ^ (1 << bit) if j == i else b for j, b in enumerate(data))
+                                               for i, bit in flips]
+        for damaged in variants:
+            (tmp_path / "bad").write_bytes(damaged)
+            with pytest.raises(CorruptFileError):
+                load(tmp_path / "bad")
+    assert io.torch_load(tmp_path / "c.pt", checksum=True)["step"] == 3  # the undamaged files load
+    assert io.read_checked_json(tmp_path / "r.json")["name"] == "é"

@@ -140,14 +140,18 @@ def torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     write_bytes(path, payload + b"\ncxraug-sha256:" + hashlib.sha256(payload).hexdigest().encode() + b"\n")
 
 
-def torch_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
-    """Load a weights-only checkpoint, verifying its footer when it has one; a pickled object is refused with a
-    clear message, a truncated or altered file raises :class:`CorruptFileError`."""
+def torch_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+               checksum: bool = False) -> Any:
+    """Load a weights-only checkpoint, verifying its footer when it has one (``checksum``: it must have one, as
+    every checkpoint cxraug writes does); a pickled object is refused with a clear message, a truncated or altered
+    file raises :class:`CorruptFileError`."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise CxraugError(f"checkpoint not found: {path}") from None
     footer = _FOOTER.search(raw[-80:])
+    if footer is None and checksum:
+        raise CorruptFileError(path, "no checksum footer: truncated, or its footer damaged")
     if footer is not None:
         raw = raw[:-80]
         if hashlib.sha256(raw).hexdigest() != footer.group(1).decode():
@@ -155,14 +159,19 @@ def torch_load(path: str | os.PathLike[str], map_location: str | torch.device = 
     try:
         return torch.load(_io.BytesIO(raw), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if footer is None and "weights only load failed" in str(exc).lower():
+        if footer is None and "unsupported global" in str(exc).lower():  # a whole pickle of other objects
             raise CxraugError(
                 f"{path} is not a weights-only cxraug checkpoint (torch.load(weights_only=True) refused it: "
                 f"{type(exc).__name__})"
             ) from None
-        raise CorruptFileError(path, f"unreadable: {str(exc).splitlines()[0][:200]}") from None
+        raise CorruptFileError(path, f"unreadable: {_first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - a zip or tensor record that does not read back: damaged
-        raise CorruptFileError(path, f"unreadable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise CorruptFileError(path, f"unreadable: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
 def _json_default(o: Any) -> Any:

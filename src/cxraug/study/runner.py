@@ -93,7 +93,7 @@ class UnitStore:
             if unit.kind == "generator" and not self.done(unit.key):
                 for ckpt in sorted(folder.glob("*/checkpoints/*.pt")):
                     try:
-                        io.torch_load(ckpt)
+                        io.torch_load(ckpt, checksum=True)
                     except CxraugError as exc:
                         why = exc.why if isinstance(exc, CorruptFileError) else str(exc)
                         self._quarantine(unit, [(ckpt, why), (ckpt.parent / "last.pt", f"{ckpt.name} is damaged")],
