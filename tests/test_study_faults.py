@@ -323,5 +323,9 @@ def test_every_truncation_and_bit_flip_of_a_checkpoint_or_result_is_detected(tmp
             (tmp_path / "bad").write_bytes(damaged)
             with pytest.raises(CorruptFileError):
                 load(tmp_path / "bad")
+    for head in (b"", (tmp_path / "c.pt").read_bytes()[:3]):  # no footer to check: torch.load itself fails
+        (tmp_path / "bad").write_bytes(head)
+        with pytest.raises(CorruptFileError):
+            io.torch_load(tmp_path / "bad")
     assert io.torch_load(tmp_path / "c.pt", checksum=True)["step"] == 3  # the undamaged files load
     assert io.read_checked_json(tmp_path / "r.json")["name"] == "é"
