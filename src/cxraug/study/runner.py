@@ -89,15 +89,14 @@ class UnitStore:
             if self.done(unit.key):
                 bad = self._damaged_result(folder)
                 if bad:
-                    self._quarantine(unit, bad + [(folder / "result.json", "its unit file is damaged")], moved)
+                    self._quarantine(unit, bad + [(folder / "result.json", "")], moved)
             if unit.kind == "generator" and not self.done(unit.key):
                 for ckpt in sorted(folder.glob("*/checkpoints/*.pt")):
                     try:
                         io.torch_load(ckpt, checksum=True)
                     except CxraugError as exc:
                         why = exc.why if isinstance(exc, CorruptFileError) else str(exc)
-                        self._quarantine(unit, [(ckpt, why), (ckpt.parent / "last.pt", f"{ckpt.name} is damaged")],
-                                         moved)
+                        self._quarantine(unit, [(ckpt, why), (ckpt.parent / "last.pt", "")], moved)
         return moved
 
     def _damaged_result(self, folder: Path) -> list[tuple[Path, str]]:
@@ -115,6 +114,8 @@ class UnitStore:
         return bad
 
     def _quarantine(self, unit: Unit, files: list[tuple[Path, str]], moved: list[dict[str, str]]) -> None:
+        """Move ``files`` (path, what is wrong with it; empty: sound, but moved with the damaged one)."""
+        damaged = next(p for p, why in files if why).relative_to(self.out)
         for path, why in files:
             if not path.is_file():
                 continue
@@ -126,10 +127,12 @@ class UnitStore:
                 dest = self.out / "quarantine" / f"{rel}.{n}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, dest)
-            moved.append({"path": str(rel), "reason": why, "moved_to": str(dest.relative_to(self.out)),
+            reason = why or f"moved with the damaged {damaged}"
+            moved.append({"path": str(rel), "reason": reason, "moved_to": str(dest.relative_to(self.out)),
                           "unit": unit.label})
-            console.print(f"[yellow]warning[/]: {rel} is damaged ({why}); moved to {dest.relative_to(self.out)}; "
-                          f"unit {unit.label} runs again")
+            what = f"{rel} is damaged ({why})" if why else f"{rel} {reason}"
+            console.print(f"[yellow]warning[/]: {what}; moved to {dest.relative_to(self.out)}; unit {unit.label} "
+                          "runs again")
 
 
 def remove_partial(out: Path) -> int:
