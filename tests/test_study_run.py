@@ -1,13 +1,8 @@
-"""Running studies: regime checks, generator reuse, the synthetic-image canary, resume after kill -9."""
+"""Running studies: regime checks, generator reuse, the synthetic-image canary, the external test set (kills and
+other faults: tests/test_study_faults.py)."""
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -100,24 +95,6 @@ def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Pat
     fake_val = ImageSet(np.zeros((2, 8, 8), np.uint8), [0, 1], ["A", "B"], synthetic=[False, True])
     with pytest.raises(CxraugError, match="1 synthetic image.*validation"):
         check_no_synthetic("validation", fake_val)
-
-
-@pytest.mark.slow
-def test_kill_and_resume_gives_identical_results(tmp_path: Path, cache_dir: Path) -> None:
-    proto_file = write_protocol(tmp_path / "p.yaml", tiny_protocol(cache_dir))
-    cmd = [sys.executable, "-m", "cxraug.cli", "study", str(proto_file)]
-    env = {**os.environ, "CXRAUG_PROGRESS": "0"}
-    subprocess.run(cmd + ["--out", str(tmp_path / "a")], check=True, env=env, capture_output=True)
-    reference = results_without_timing(tmp_path / "a")
-    rng = random.Random(int(os.environ.get("CXRAUG_KILL_SEED", time.time())))
-    for attempt in range(2):  # kill twice at random moments, then finish
-        proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "b")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 15.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    subprocess.run(cmd + ["--out", str(tmp_path / "b")], check=True, env=env, capture_output=True)
-    assert results_without_timing(tmp_path / "b") == reference
 
 
 def test_external_test_set_mapped_by_name_and_dry_run(tmp_path: Path, cache_dir: Path,

@@ -43,11 +43,18 @@ _register_all()
 
 
 def main() -> None:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
+    """Entry point: user errors and a full disk print one line and exit 2, never a traceback."""
+    from cxraug.io import DISK_FULL, disk_full_message
+
     try:
         app()
     except CxraugError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")  # the message is text, not Rich markup
+        sys.exit(2)
+    except OSError as exc:  # a full disk outside cxraug.io's atomic writes (a library writing its own files)
+        if exc.errno not in DISK_FULL:
+            raise
+        console.print(f"[bold red]error:[/] {disk_full_message(exc, exc.filename)}")
         sys.exit(2)
 
 

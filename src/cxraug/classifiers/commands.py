@@ -136,6 +136,9 @@ def train_classifier_cmd(
     with run_record(out / "run.json", record):
         trained = train_classifier(train, splits.val, cfg, out_dir=out, device=o["device"], devices=o["devices"],
                                    tensorboard=o["tensorboard"])
+        if trained.failure is not None:
+            saved = f" ({out / 'best.pt'} holds the restored check)" if trained.best_check else ""
+            raise CxraugError(f"{trained.failure}{saved}; history: {out / 'history.csv'}")
         metrics = evaluate(trained, splits.test, device=o["device"])
         summary = {"best_check": trained.best_check, "best_step": trained.best_step, "steps": trained.steps,
                    "converged": trained.converged}

@@ -22,6 +22,8 @@
 * Defaults (Adam 1e-3, batch 32, balanced class weights, validation macro-F1 checked every pass but at most every
   10 steps, patience 6 checks, 40 passes but at least 400 steps) were chosen on the dev X-rays on validation data
   only (BENCHMARKS.md, "Classifier defaults").
+* A non-finite training or validation loss at a check stops the run: the best check before it is restored (if
+  there is one), :attr:`TrainedClassifier.failure` says what happened, and no checkpoint is written without one.
 * Transfer learning (``pretrained="imagenet"`` or ``weights=PATH``): frozen backbone, only the head trains; with
   ``unfreeze_last_epochs=N`` a second phase restores the best weights, unfreezes the backbone's last block and
   trains N more epochs at ``unfreeze_lr`` (York Pix2Pix study: 10 epochs at 1e-5).
@@ -57,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
+from cxraug import faults
 from cxraug.augment import POLICIES
 from cxraug.classifiers.base import CLASSIFIERS, Classifier, build_classifier
 from cxraug.classifiers.heads import HEADS
@@ -96,7 +99,7 @@ class ClassifierConfig(BaseModel):
     epochs: int | None = Field(None, ge=1, description="budget in passes over the training images (when max_steps "
                                "is None); None = automatic: AUTO_EPOCHS passes, at least MIN_BUDGET_STEPS steps, "
                                "with a validation check every pass but at most every MIN_EVAL_STEPS steps")
-    batch_size: int = Field(32, ge=1, description="per process")
+    batch_size: int = Field(32, ge=1, le=65536, description="per process")
     eval_every: int | None = Field(None, ge=1, description="optimiser steps between validation checks; None = "
                                    "one pass over the training images")
     patience: int = Field(6, ge=1, description="validation checks without a better monitored score after which "
@@ -116,7 +119,7 @@ class ClassifierConfig(BaseModel):
     augment_magnitude: float = Field(1.0, ge=0, le=1)
     max_steps: int | None = Field(None, ge=1, description="optimiser-step budget of the training phase; None = "
                                   "epochs x one pass")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     unfreeze_last_epochs: int = Field(0, ge=0)
     unfreeze_lr: float = Field(1e-5, gt=0)
     precision: Literal["auto", "32", "bf16"] = "auto"
@@ -155,6 +158,7 @@ class TrainedClassifier:
     ``history`` has one row per validation check; ``best_check`` (1-based) is the restored one. ``converged`` is
     False when training ended by its budget while the validation score was still improving (the best check lies
     within the patience window before the end): the model may be undertrained; None without a validation set.
+    ``failure`` says why training stopped at a non-finite loss (the best check before it restored, if any).
     """
 
     model: Classifier
@@ -164,7 +168,8 @@ class TrainedClassifier:
     preprocess: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_check: int = 0
-    converged: bool | None = None  # None: no validation set to judge by
+    converged: bool | None = None  # None: no validation set to judge by, or the run failed
+    failure: str | None = None  # set when training stopped at a non-finite loss (:func:`non_finite_note`)
 
     @property
     def best_step(self) -> int:
@@ -201,6 +206,7 @@ class TrainedClassifier:
             "history": self.history,
             "best_check": self.best_check,
             "converged": self.converged,
+            "failure": self.failure,
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
@@ -218,7 +224,7 @@ class TrainedClassifier:
         model.load_state_dict(ckpt["state_dict"])
         return cls(model.eval(), cfg, list(ckpt["classes"]), int(ckpt["size"]), dict(ckpt["preprocess"]),
                    list(ckpt["history"]), int(ckpt.get("best_check", ckpt.get("best_epoch", 0))),
-                   ckpt.get("converged"))
+                   ckpt.get("converged"), ckpt.get("failure"))
 
 
 def undertrained_note(trained: TrainedClassifier) -> str:
@@ -388,6 +394,7 @@ def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimi
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(part * world)  # DDP averages gradients over ranks; the parts sum to the batch mean
         optimizer.step()
+        faults.point("classifier")
         loss_sum += float(part.detach())
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
@@ -419,7 +426,7 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     history: list[dict[str, Any]] = []
     best: dict[str, float] | None = None
     best_check, best_state = 0, copy.deepcopy(net.state_dict())
-    total_steps, stopped_early = 0, False
+    total_steps, stopped_early, failure = 0, False, None
     tb = None
     if out_dir is not None and fabric.is_global_zero:
         from cxraug.tensorboard import summary_writer
@@ -455,6 +462,10 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                 if tb is not None:
                     for key in ("train_loss", "val_loss", "train_acc", "val_acc", "val_f1", "lr"):
                         tb.add_scalar(f"{phase}/{key}", history[-1][key], total_steps)
+                finite = math.isfinite(loss_sum) and (math.isfinite(scores["val_loss"]) or not len(va.labels))
+                if not bool(fabric.broadcast(finite, src=0)):
+                    failure = non_finite_note(history[-1], best_check)
+                    break
                 # without a validation set every check counts as the best: the last weights are kept
                 improved = bool(fabric.broadcast(not len(va.labels) or _better(scores, best, cfg.monitor), src=0))
                 if improved:
@@ -468,18 +479,29 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
                     stopped_early = True
                     prog.update(task, total=total_steps)
                     break
+            if failure is not None:
+                break
     if tb is not None:
         tb.close()
     net.load_state_dict(best_state)
     window = cfg.patience * every
-    converged = (stopped_early or total_steps - int(history[best_check - 1]["steps"]) >= window) if len(va.labels) \
-        else None
+    converged = (stopped_early or total_steps - int(history[best_check - 1]["steps"]) >= window) \
+        if len(va.labels) and failure is None else None
     result = TrainedClassifier(net.cpu().eval(), cfg, list(train.classes), size,
-                               dict(train.meta.get("preprocess", {})), history, best_check, converged)
+                               dict(train.meta.get("preprocess", {})), history, best_check, converged, failure)
     if out_dir is not None and fabric.is_global_zero:
-        result.save(Path(out_dir) / "best.pt")
+        if failure is None or best_check:
+            result.save(Path(out_dir) / "best.pt")
         write_history_csv(history, Path(out_dir) / "history.csv")
     return result
+
+
+def non_finite_note(row: dict[str, Any], best_check: int) -> str:
+    """Why a run stopped at a non-finite loss, and what it kept."""
+    kept = (f"the best check ({best_check}) is restored" if best_check else
+            "no check before it to restore")
+    return (f"non-finite loss by step {row['steps']} (train loss {row['train_loss']:.4g}, validation loss "
+            f"{row['val_loss']:.4g}); training stopped, {kept}. Lower the learning rate")
 
 
 def write_history_csv(history: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:

@@ -42,7 +42,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from cxraug import io
+from cxraug import faults, io
 from cxraug.data.imageset import ImageSet, to_uint8
 from cxraug.errors import CxraugError
 
@@ -76,7 +76,7 @@ class GeneratorConfig(BaseModel):
     checkpoint_every: int = Field(500, ge=1, description="last (and best-by-KID) checkpoint every K steps")
     keep_steps: list[int] = Field(default_factory=list, description="also keep checkpoints at these steps")
     kid_samples: int = Field(200, ge=10, description="samples scored by KID at each checkpoint")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 class TrainingDiverged(CxraugError):
@@ -313,6 +313,7 @@ class Generator(ABC):
                         f"{self.name}: non-finite loss {name}={val} at step {self.step + 1}; training stopped, "
                         f"the last good checkpoint is kept in {ckpt_dir}")
                 self.step += 1
+                faults.point("generator")
                 self._update_ema()
                 prog.advance(task)
                 if log is None:

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cxraug import io
 from cxraug.data.imageset import ImageSet
-from cxraug.errors import CxraugError
+from cxraug.errors import CorruptFileError, CxraugError
+from cxraug.ui import console
 
 FORMAT = "cxraug-domain-encoder/2"
 
@@ -98,7 +99,10 @@ def train_encoder(train: ImageSet, config: EncoderConfig) -> Any:
     cfg = ClassifierConfig(model=config.model, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                            weight_decay=config.weight_decay, optimizer="adamw", early_stopping=False,
                            class_weights=True, augment=config.augment, seed=config.seed, precision="32")
-    return train_classifier(data, data.subset(np.zeros(0, dtype=np.int64)), cfg, device="cpu")
+    model = train_classifier(data, data.subset(np.zeros(0, dtype=np.int64)), cfg, device="cpu")
+    if model.failure is not None:
+        raise CxraugError(f"domain encoder training failed: {model.failure} (metrics.encoder.lr)")
+    return model
 
 
 def load_or_train_encoder(train: ImageSet, config: EncoderConfig | None = None,
@@ -109,8 +113,11 @@ def load_or_train_encoder(train: ImageSet, config: EncoderConfig | None = None,
     digest = encoder_hash(train, config)
     path = Path(cache_dir or default_cache_dir()) / f"domain-{digest}.pt"
     if path.exists() and path.with_suffix(".json").exists():
-        model, record = load_encoder_file(path)
-        return model, {**record, "trained": False}
+        try:
+            model, record = load_encoder_file(path)
+            return model, {**record, "trained": False}
+        except CorruptFileError as exc:
+            console.print(f"[yellow]warning[/]: cached domain encoder {exc}; training it again")
     t0 = time.time()
     model = train_encoder(train, config)
     record = {"format": FORMAT, "hash": digest, "config": config.model_dump(), "classes": list(train.classes),

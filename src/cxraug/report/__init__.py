@@ -18,7 +18,8 @@ rebuilds it. Input format (only the first two files are required; each section i
   ``fingerprint``, ``test_data``, ``train``/``val``/``test`` (class -> count), ``patients``, ``regimes``
   (``"<regime> draw <d>"`` -> class -> count), ``skipped`` (count), ``warnings`` (data-audit lines: leakage,
   duplicates, confounds), ``cxraug``, ``python``, ``platform``, ``versions`` (package -> version), ``device``,
-  ``executor``, ``command``, ``wall_s``.
+  ``executor``, ``command``, ``wall_s``, ``failures`` (one line per arm that lost repeats or failed generator unit),
+  ``integrity.quarantined`` (damaged files moved aside: ``path``, ``reason``, ``moved_to``).
 * ``protocol.yaml`` - the protocol (order of regimes/arms/classifiers, arm roles, ``execution``).
 * ``skipped.csv`` - ``path``, ``reason`` of every unreadable input file.
 * ``real_samples.npz`` - a few real *training* images per class (:func:`save_real_samples`).

@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from cxraug import __version__, io
+from cxraug import __version__, faults, io
 from cxraug.report import figures
 from cxraug.report.study_dir import StudyDir, num, read_csv
 
@@ -223,6 +223,7 @@ def environment(sd: StudyDir) -> dict[str, Any]:
 
 def build_report(out: str | Path) -> Path:
     """Write ``OUT/report.html`` from the study outputs in ``OUT`` (atomically); returns its path."""
+    faults.point("report")
     sd = StudyDir.load(out)
     env = jinja2.Environment(loader=jinja2.PackageLoader("cxraug.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)
@@ -232,7 +233,8 @@ def build_report(out: str | Path) -> Path:
         phantom=sd.study.get("data") == "phantom",
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         cxraug=__version__,
-        headline=headline(sd), fairness=sd.study.get("fairness") or {},
+        headline=headline(sd), fairness=sd.study.get("fairness") or {}, failures=sd.study.get("failures") or [],
+        integrity=sd.study.get("integrity") or {},
         summary=summary_tables(sd), comparisons=comparison_rows(sd), bars=bar_charts(sd),
         confusions=confusion_matrices(sd), generators=generator_sections(sd), generator_rows=generator_table(sd),
         gen_columns=GEN_COLUMNS, bar_metrics=BAR_METRICS, audit=audit(sd), env=environment(sd))

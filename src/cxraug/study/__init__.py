@@ -13,6 +13,8 @@
 * :mod:`~cxraug.study.executors` - local (sequential, in-process) and Ray.
 * :mod:`~cxraug.study.stats` - t-intervals over repeats, paired tests with Holm, test-image bootstrap.
 * :mod:`~cxraug.study.runner` - the driver: runs what is unfinished, writes every output.
+* :mod:`~cxraug.study.lock` - one study at a time per output folder (``OUT/.lock``: PID, host; stale ones taken
+  over).
 
 Honesty rules enforced: patient-level splits; generators see only the training subset; synthetic images are
 marked and only ever appended to a training set (a canary stops the study if one reaches validation or test;
@@ -29,19 +31,21 @@ Output directory (``OUT``; every file written atomically):
 
 * ``results.csv`` - one row per unit. Classifier rows: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``
   (none / oversample / classical / generative), ``regime``, ``classifier``, ``draw``, ``gen_seed`` (empty
-  without a generator), ``clf_seed``, ``generator_unit``, ``n_train``, ``n_real``, ``n_synthetic``,
-  ``budget_steps``, ``eval_every``, ``early_stopping`` (the shared budget), ``steps`` (made), ``best_step``
-  (restored), ``converged`` (False: the validation score was still improving within ``patience`` checks of the
-  end), ``val_f1`` (validation macro-F1 of the restored model), test metrics
+  without a generator), ``clf_seed``, ``generator_unit``, ``status`` (``ok``, ``failed: non-finite loss``,
+  ``failed: non-finite loss (generator)``; a failed unit has no metrics), ``n_train``, ``n_real``,
+  ``n_synthetic``, ``budget_steps``, ``eval_every``, ``early_stopping`` (the shared budget), ``steps`` (made),
+  ``best_step`` (restored), ``converged`` (False: the validation score was still improving within ``patience``
+  checks of the end), ``val_f1`` (validation macro-F1 of the restored model), test metrics
   ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
   one-vs-rest), ``wall_s``. Generator rows: ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``,
-  ``draw``, ``gen_seed``, ``steps`` and ``best_step`` (per trained model), ``converged`` (False: a model's best
-  checkpoint is its last), class-averaged ``kid``, ``floor_kid``, ``fid``,
+  ``draw``, ``gen_seed``, ``status``, ``steps`` and ``best_step`` (per trained model), ``converged`` (False: a
+  model's best checkpoint is its last), class-averaged ``kid``, ``floor_kid``, ``fid``,
   ``floor_fid``, ``coverage``, ``floor_coverage``, ``precision``, ``recall``, ``density``,
   ``memorised_fraction``, ``wall_s``. The floor is the real-vs-real value: training-subset images against the
   same validation images the synthetic ones are compared with.
 * ``summary.csv`` - per (``regime``, ``classifier``, ``arm``, ``metric``): ``n``, ``mean``, ``sd``, ``ci_low``,
-  ``ci_high`` (t-interval over repeats), ``confidence``, ``covers``; ``boot_low``, ``boot_high``, ``boot_sd``,
+  ``ci_high`` (t-interval over the repeats of status ``ok``), ``confidence``, ``covers``, ``lost_repeats``
+  (failed repeats left out; an arm that lost every one has ``n`` 0); ``boot_low``, ``boot_high``, ``boot_sd``,
   ``boot_covers`` (percentile interval over test-image resamples, models fixed); generative arms also
   ``gen_kid``, ``gen_floor_kid``, ``gen_coverage``, ``gen_floor_coverage``, ``gen_memorised_fraction``; every row
   ``strongest_baseline`` (the non-generative arm with the highest mean validation macro-F1 of its regime and
@@ -62,17 +66,35 @@ Output directory (``OUT``; every file written atomically):
 * ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
   split and regime counts, ``warnings`` (data audit), ``fairness`` (``budget``: how the arms' budgets compare;
   ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor,
-  command, ``wall_s``, ``stamp`` (:func:`cxraug.stamp.run_stamp`).
+  command, ``wall_s``, ``stamp`` (:func:`cxraug.stamp.run_stamp`), ``failures`` (one line per arm that lost
+  repeats and per failed generator unit, saying why), ``integrity`` (``quarantined``: damaged files moved aside
+  by this run, ``partial_files_removed``, ``stale_lock_taken_over``).
 * ``protocol.yaml``, ``plan.json`` (units, keys, dependencies), ``skipped.csv``, ``real_samples.npz``,
-  ``report.html`` (:func:`cxraug.report.build_report`).
+  ``report.html`` (:func:`cxraug.report.build_report`), ``.lock`` while a study runs, ``quarantine/`` (damaged
+  files, under their own relative paths).
 * ``units/<key>/result.json`` - each finished unit (classifier: ``metrics``, ``confusion_matrix``, ``y_true``,
-  ``y_pred``; ``units/<key>/history.csv``: one row per validation check); ``units/<key>/pool.npz`` - a
-  generator unit's synthetic images; the generator's own work folders (``<class>/`` or ``model/``:
-  checkpoints, ``losses.csv``, ``metric-kid.jsonl``, sample grids, ``MODEL_CARD.md``) and
-  ``memorisation_<class>.png``; with a tracker, ``units/<key>/confusion.png`` of classifier units.
+  ``y_pred``; ``status``, and ``failure`` for a failed unit), written last, with ``files`` (the SHA-256 of the
+  unit's other files) and a ``sha256`` of itself; ``units/<key>/history.csv``: one row per validation check;
+  ``units/<key>/pool.npz`` - a generator unit's synthetic images; the generator's own work folders
+  (``<class>/`` or ``model/``: checkpoints, ``losses.csv``, ``metric-kid.jsonl``, sample grids,
+  ``MODEL_CARD.md``) and ``memorisation_<class>.png``; with a tracker, ``units/<key>/confusion.png`` of
+  classifier units.
 
 Tracking (``--track mlflow``): :mod:`~cxraug.study.track`.
 
 Resume: re-running the same command skips units whose ``result.json`` exists and resumes unfinished generators
 from ``checkpoints/last.pt``; a study killed at any moment ends identical to an uninterrupted one.
+
+Faults (measured in BENCHMARKS.md, "Faults"; ``tests/test_study_faults.py``, ``bench/faults.py``):
+
+* Killed at any moment: the re-run deletes the temporary files of interrupted writes, takes over the stale lock
+  and ends with the same numbers.
+* A damaged file (truncated, bit-flipped: unit results and their files, generator checkpoints, which end in a
+  SHA-256 footer) is found by its checksum when the next run starts, moved to ``OUT/quarantine/`` with a warning
+  naming it, and its unit runs again (a damaged checkpoint: its model trains again from the start).
+* A second study on the same folder stops at once, naming the PID and host of the one running.
+* A full disk stops the run with one message naming the file; no finished file is replaced by a partial one, and
+  the same command resumes once there is space.
+* A non-finite loss fails that unit only (``status``; a generator's failure fails the classifiers that need it);
+  the study goes on and says which arms lost repeats. Failed units are stored: a re-run does not retry them.
 """

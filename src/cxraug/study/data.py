@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cxraug import faults
 from cxraug.data.imageset import ImageSet, Splits
 from cxraug.errors import CxraugError
 from cxraug.study.protocol import Protocol
@@ -97,8 +98,11 @@ def _load(root: str | None, proto: Protocol, size: int, classes: list[str] | Non
     from cxraug.data.load import load_imageset
 
     pre = PreprocessConfig(**{**proto.preprocess, "size": size})
-    imageset, skipped = load_imageset(root, layout=proto.data.layout, preprocess=pre, classes=classes,
-                                      merge=proto.data.merge or None, cache_dir=proto.data.cache_dir)
+    try:
+        imageset, skipped = load_imageset(root, layout=proto.data.layout, preprocess=pre, classes=classes,
+                                          merge=proto.data.merge or None, cache_dir=proto.data.cache_dir)
+    except CxraugError as exc:
+        raise CxraugError(f"data (root / --data, layout, classes, merge, cache_dir): {exc}") from None
     if proto.data.where:
         imageset = _filter(imageset, proto.data.where)
     return imageset, skipped
@@ -148,8 +152,27 @@ def _same_split(imageset: ImageSet, reference: Splits, size: int) -> Splits:
     return Splits(*parts)
 
 
-def check_regime(train: ImageSet, regime: Any, split: Splits) -> None:
-    """Reject a regime that asks for more images of a class than the training fold has, with the numbers."""
+def check_class_names(proto: Protocol, classes: list[str]) -> None:
+    """Every class the protocol names (regime caps, generator classes and sources, arm policies) is one of the
+    data's, else one message with its field path."""
+    from cxraug.data.names import match_class
+
+    named = [(f"regimes[{i}].cap.{c}", c) for i, r in enumerate(proto.regimes) for c in r.cap]
+    for g, spec in proto.generators.items():
+        named += [(f"generators.{g}.classes[{j}]", c) for j, c in enumerate(spec.classes or [])]
+        named += [(f"generators.{g}.source", spec.source)] if spec.source else []
+    named += [(f"arms[{i}].policy.classes[{j}]", c) for i, a in enumerate(proto.arms) if a.policy
+              for j, c in enumerate(a.policy.classes or [])]
+    for field, name in named:
+        try:
+            match_class(name, classes)
+        except CxraugError as exc:
+            raise CxraugError(f"{field}: {exc}") from None
+
+
+def check_regime(train: ImageSet, regime: Any, split: Splits, index: int = 0) -> None:
+    """Reject a regime (``regimes[index]``) that asks for more images of a class than the training fold has, with
+    the numbers."""
     counts = train.counts()
     asked = {c: regime.n_per_class for c in counts} if regime.n_per_class is not None else {}
     for name, n in regime.cap.items():
@@ -161,7 +184,9 @@ def check_regime(train: ImageSet, regime: Any, split: Splits) -> None:
         val, test = split.val.counts(), split.test.counts()
         detail = "; ".join(f"{c}: asks {n}, the training fold has {have} (val {val[c]}, test {test[c]}, "
                            f"all {have + val[c] + test[c]})" for c, (n, have) in short.items())
-        raise CxraugError(f"regime {regime.name!r} asks for more images than the data has: {detail}. "
+        field = "n_per_class" if regime.n_per_class is not None else "cap"
+        raise CxraugError(f"regime {regime.name!r} (regimes[{index}].{field}) asks for more images than the data "
+                          f"has: {detail}. "
                           "Lower the regime, add data, or shrink split.val_frac/test_frac")
 
 
@@ -174,20 +199,24 @@ def load_study_data(proto: Protocol, data_root: str | None, test_root: str | Non
     root = data_root if data_root is not None else proto.data.root
     splits: dict[int, Splits] = {}
     imageset, skipped = _load(root, proto, data_size, proto.data.classes)
+    faults.point("data")
     sp = proto.split
     splits[data_size] = split_patients(imageset, sp.val_frac, sp.test_frac, sp.seed, near_duplicates=sp.near_duplicates)
     for size in sizes:
         if size != data_size:
             splits[size] = _same_split(_load(root, proto, size, proto.data.classes)[0], splits[data_size], size)
+            faults.point("data")
     first = splits[data_size]
     classes = list(first.train.classes)
+    check_class_names(proto, classes)
     subsets: dict[tuple[str, int, int], ImageSet] = {}
-    for regime in proto.regimes:
-        check_regime(first.train, regime, first)
+    for i, regime in enumerate(proto.regimes):
+        check_regime(first.train, regime, first, i)
         for draw in range(proto.repeats.subset_draws):
             for size in sizes:
                 subsets[(regime.name, draw, size)] = apply_regime(
                     splits[size].train, regime.n_per_class, regime.cap or None, seed=draw)
+                faults.point("data")
     test: dict[int, ImageSet] = {}
     test_fp = None
     if test_root is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cxraug import __version__
+from cxraug.errors import CxraugError
 from cxraug.study.protocol import ArmSpec, ClassifierSpec, Protocol, RegimeSpec, classifier_config_fields
 
 #: rough CPU seconds per image-pass at 64 px (one forward + backward), used only by the dry-run cost estimate
@@ -134,8 +135,39 @@ def classifier_budget(proto: Protocol, clf: ClassifierSpec, counts: dict[str, in
             "early_stopping": not t.equal_steps}
 
 
+#: the most units a plan may hold (a protocol asking for more is refused before anything is built)
+MAX_UNITS = 100_000
+
+
+def _check_size(proto: Protocol) -> None:
+    rep = proto.repeats
+    used = {a.generator for a in proto.arms if a.generator}
+    per_subset = len(used) * rep.generator_seeds + len(proto.classifiers) * rep.classifier_seeds * sum(
+        rep.generator_seeds if a.generator else 1 for a in proto.arms)
+    n = len(proto.regimes) * rep.subset_draws * per_subset
+    if n > MAX_UNITS:
+        raise CxraugError(f"the study would have {n} units (regimes x repeats.subset_draws x (generators x "
+                          f"repeats.generator_seeds + classifiers x arms x repeats.classifier_seeds)), more than "
+                          f"{MAX_UNITS}; lower repeats.classifier_seeds, repeats.subset_draws or "
+                          f"repeats.generator_seeds")
+
+
+#: the most images a policy may add to one class of a training subset
+MAX_EXTRA_PER_CLASS = 1_000_000
+
+
+def _check_policies(proto: Protocol, counts: dict[str, int], regime: str) -> None:
+    for i, arm in enumerate(proto.arms):
+        gen_classes = proto.generators[arm.generator].classes if arm.generator else None
+        big = {c: n for c, n in _arm_extra(arm, counts, gen_classes).items() if n > MAX_EXTRA_PER_CLASS}
+        if big:
+            raise CxraugError(f"arms[{i}].policy (arm {arm.name!r}) adds {big} images per class on regime {regime!r}; "
+                              f"at most {MAX_EXTRA_PER_CLASS} per class")
+
+
 def build_plan(proto: Protocol, data: DataInfo) -> Plan:
     """Every unit of the study, generator units first; shared generator units appear once."""
+    _check_size(proto)
     base = {"version": __version__, "data": data.fingerprint, "test_data": data.test_fingerprint,
             "split": proto.split.model_dump(), "preprocess": proto.preprocess, "classes": data.classes}
     plan = Plan()
@@ -144,6 +176,7 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
     for regime in proto.regimes:
         for draw in range(rep.subset_draws):
             counts = data.counts[(regime.name, draw)]
+            _check_policies(proto, counts, regime.name)
             # generator units: one per (entry, seed), pool sized for the most demanding arm that uses it
             for name, gspec in proto.generators.items():
                 users = [a for a in proto.arms if a.generator == name]

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cxraug.errors import CxraugError
 
 
+#: most repeats of one kind; the plan as a whole is capped at ``cxraug.study.plan.MAX_UNITS`` units
+MAX_REPEATS = 1000
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -26,7 +30,8 @@ class DataSpec(_Strict):
 
     root: str | None = Field(None, description="dataset folder; null = the built-in phantom dataset")
     layout: str = "auto"
-    classes: list[str] | None = Field(None, description="classes to keep (after merging); null = all")
+    classes: list[str] | None = Field(None, min_length=2, description="classes to keep (after merging, at least "
+                                      "two); null = all")
     merge: dict[str, list[str]] = Field(default_factory=dict, description="new class -> old classes")
     where: dict[str, list[str]] = Field(
         default_factory=dict, description="keep images whose metadata column takes one of these values, "
@@ -39,7 +44,7 @@ class SplitSpec(_Strict):
 
     val_frac: float = Field(0.15, gt=0, lt=1)
     test_frac: float = Field(0.25, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     near_duplicates: bool = Field(False, description="near-duplicate images share a patient group (no leakage "
                                   "through re-uploaded copies across train/val/test); for real data, not phantoms")
 
@@ -144,7 +149,7 @@ class ClassifierSpec(_Strict):
     name: str
     model: str
     head: str | None = None
-    size: int | None = Field(None, ge=16, description="classifier image size; null = the data size")
+    size: int | None = Field(None, ge=16, le=512, description="classifier image size; null = the data size")
     config: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -175,9 +180,10 @@ class TrainingSpec(_Strict):
 class RepeatSpec(_Strict):
     """Three independent sources of randomness, each with its own count."""
 
-    classifier_seeds: int = Field(3, ge=1)
-    subset_draws: int = Field(1, ge=1, description="draws of the training subset (nested across sizes)")
-    generator_seeds: int = Field(1, ge=1)
+    classifier_seeds: int = Field(3, ge=1, le=MAX_REPEATS)
+    subset_draws: int = Field(1, ge=1, le=MAX_REPEATS, description="draws of the training subset (nested across "
+                              "sizes)")
+    generator_seeds: int = Field(1, ge=1, le=MAX_REPEATS)
 
 
 class MetricSpec(_Strict):
@@ -189,7 +195,7 @@ class MetricSpec(_Strict):
     samples: int = Field(200, ge=10, description="synthetic images per class scored")
     nearest_k: int = Field(5, ge=1, description="k of the PRDC coverage")
     memorisation: bool = True
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples of the test images (0 = off)")
+    bootstrap: int = Field(1000, ge=0, le=100_000, description="bootstrap resamples of the test images (0 = off)")
     subgroups: list[str] = Field(default_factory=lambda: ["population", "source_repo"])
     confidence: float = Field(0.95, gt=0, lt=1)
 
@@ -197,9 +203,9 @@ class MetricSpec(_Strict):
 class ExecutionSpec(_Strict):
     """Resources of one unit (threads are set explicitly so every executor computes the same numbers)."""
 
-    threads: int = Field(1, ge=1, description="torch threads per unit")
+    threads: int = Field(1, ge=1, le=1024, description="torch threads per unit")
     gpus: float = Field(0, ge=0, description="GPUs per unit (Ray)")
-    device: str = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")
     retries: int = Field(2, ge=0, description="Ray: re-runs of a unit whose worker died")
 
 
@@ -305,6 +311,11 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
         _check_sub(GENERATORS.get(spec.model).Config, spec.config, f"generators.{name}.config")
     from cxraug.augment import POLICIES
     from cxraug.classifiers import CLASSIFIERS, ClassifierConfig
+    from cxraug.metrics.features import EXTRACTORS
+
+    if proto.metrics.features not in EXTRACTORS:
+        raise _ProtocolProblem(f"metrics.features: unknown feature extractor {proto.metrics.features!r}; "
+                               f"known: {', '.join(EXTRACTORS.names())}")
 
     for i, arm in enumerate(proto.arms):
         if arm.classical and arm.classical not in POLICIES:

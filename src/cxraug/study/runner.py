@@ -8,9 +8,10 @@ moment resumes where it stopped and ends with the same numbers as an uninterrupt
 from __future__ import annotations
 
 import csv
+import hashlib
 import io as _io
-import json
 import math
+import os
 import platform
 import sys
 import time
@@ -21,15 +22,16 @@ import numpy as np
 import yaml
 
 from cxraug import __version__, io
-from cxraug.errors import CxraugError
+from cxraug.errors import CorruptFileError, CxraugError
 from cxraug.study import stats
 from cxraug.study.data import StudyData, load_study_data, sizes_needed
-from cxraug.study.executors import LocalExecutor, RayExecutor, Task
 from cxraug.study.baselines import complete_arms, pairings
+from cxraug.study.executors import LocalExecutor, RayExecutor, Task
+from cxraug.study.lock import OutputLock
 from cxraug.study.plan import DataInfo, Plan, Unit, build_plan, describe
 from cxraug.study.protocol import Protocol
 from cxraug.study.track import StudyTracking
-from cxraug.study.units import run_classifier_unit, run_generator_unit
+from cxraug.study.units import OK, run_classifier_unit, run_generator_unit
 from cxraug.tracking import MlflowTracker
 from cxraug.ui import banner, console
 
@@ -41,9 +43,11 @@ GEN_METRICS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_covera
 
 class UnitStore:
     """Finished units under ``OUT/units/<key>/``: ``result.json`` (+ ``pool.npz`` for generators,
-    ``history.csv`` for classifiers: one row per validation check)."""
+    ``history.csv`` for classifiers: one row per validation check). ``result.json`` is written last, with the
+    SHA-256 of each of the other files and of itself (:func:`cxraug.io.write_checked_json`)."""
 
     def __init__(self, out: Path) -> None:
+        self.out = out
         self.root = out / "units"
 
     def folder(self, key: str) -> Path:
@@ -55,23 +59,90 @@ class UnitStore:
     def save(self, unit: Unit, result: dict[str, Any]) -> None:
         folder = self.folder(unit.key)
         record = {k: v for k, v in result.items() if k not in ("pool", "history")}
+        files = {}
         if "history" in result:
             from cxraug.classifiers.train import write_history_csv
 
             write_history_csv(result["history"], folder / "history.csv")
+            files["history.csv"] = io.file_sha256(folder / "history.csv")
         if "pool" in result:
-            with io.atomic_path(folder / "pool.npz") as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, **result["pool"])
-        io.write_json(folder / "result.json", {"key": unit.key, "kind": unit.kind, "fields": unit.fields,
-                                               "spec": unit.spec, **record})
+            buf = _io.BytesIO()
+            np.savez_compressed(buf, **result["pool"])
+            io.write_bytes(folder / "pool.npz", buf.getvalue())
+            files["pool.npz"] = hashlib.sha256(buf.getvalue()).hexdigest()
+        io.write_checked_json(folder / "result.json", {"key": unit.key, "kind": unit.kind, "fields": unit.fields,
+                                                       "spec": unit.spec, "status": OK, **record, "files": files})
 
     def load(self, key: str) -> dict[str, Any]:
-        return json.loads((self.folder(key) / "result.json").read_text())
+        return io.read_checked_json(self.folder(key) / "result.json")
 
     def load_pool(self, key: str) -> dict[str, np.ndarray]:
         with np.load(self.folder(key) / "pool.npz") as z:
             return {k: z[k] for k in z.files}
+
+    def repair(self, plan: Plan) -> list[dict[str, str]]:
+        """Check every stored file of the plan's units; move damaged ones to ``OUT/quarantine/`` (with a warning
+        naming each) so that their units run again. A damaged unit file takes ``result.json`` with it; a damaged
+        generator checkpoint takes its model's ``last.pt`` with it, so that model trains again from the start
+        (deterministically: the same checkpoints and pool as before)."""
+        moved: list[dict[str, str]] = []
+        for unit in plan.units:
+            folder = self.folder(unit.key)
+            if self.done(unit.key):
+                bad = self._damaged_result(folder)
+                if bad:
+                    self._quarantine(unit, bad + [(folder / "result.json", "")], moved)
+            if unit.kind == "generator" and not self.done(unit.key):
+                for ckpt in sorted(folder.glob("*/checkpoints/*.pt")):
+                    try:
+                        io.torch_load(ckpt, checksum=True)
+                    except CxraugError as exc:
+                        why = exc.why if isinstance(exc, CorruptFileError) else str(exc)
+                        self._quarantine(unit, [(ckpt, why), (ckpt.parent / "last.pt", "")], moved)
+        return moved
+
+    def _damaged_result(self, folder: Path) -> list[tuple[Path, str]]:
+        try:
+            record = io.read_checked_json(folder / "result.json")
+        except CorruptFileError as exc:
+            return [(folder / "result.json", exc.why)]
+        bad = []
+        for name, digest in record.get("files", {}).items():
+            path = folder / name
+            if not path.is_file():
+                bad.append((path, "missing"))
+            elif io.file_sha256(path) != digest:
+                bad.append((path, "checksum mismatch"))
+        return bad
+
+    def _quarantine(self, unit: Unit, files: list[tuple[Path, str]], moved: list[dict[str, str]]) -> None:
+        """Move ``files`` (path, what is wrong with it; empty: sound, but moved with the damaged one)."""
+        damaged = next(p for p, why in files if why).relative_to(self.out)
+        for path, why in files:
+            if not path.is_file():
+                continue
+            rel = path.relative_to(self.out)
+            dest = self.out / "quarantine" / rel
+            n = 0
+            while dest.exists():
+                n += 1
+                dest = self.out / "quarantine" / f"{rel}.{n}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+            reason = why or f"moved with the damaged {damaged}"
+            moved.append({"path": str(rel), "reason": reason, "moved_to": str(dest.relative_to(self.out)),
+                          "unit": unit.label})
+            what = f"{rel} is damaged ({why})" if why else f"{rel} {reason}"
+            console.print(f"[yellow]warning[/]: {what}; moved to {dest.relative_to(self.out)}; unit {unit.label} "
+                          "runs again")
+
+
+def remove_partial(out: Path) -> int:
+    """Delete the temporary files of writes that a killed run left in ``out`` (only ever called under the lock)."""
+    partial = [p for p in out.rglob(".*.tmp") if p.is_file() and io.is_partial(p)]
+    for p in partial:
+        p.unlink()
+    return len(partial)
 
 
 def _executor(name: str, address: str | None, proto: Protocol) -> LocalExecutor | RayExecutor:
@@ -133,8 +204,20 @@ def _gen_size(proto: Protocol, name: str) -> int:
 def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_root: str | None = None,
               executor: str = "local", address: str | None = None, dry_run: bool = False,
               tracker: MlflowTracker | None = None) -> Path:
-    """Run (or resume) a study; returns the output directory. With a ``tracker`` every finished unit and the
-    study itself are logged to it as well (:mod:`cxraug.study.track`)."""
+    """Run (or resume) a study; returns the output directory. A real run holds ``OUT/.lock`` from its first
+    moment (:class:`cxraug.study.lock.OutputLock`); a dry run only reads. With a ``tracker`` every finished unit
+    and the study itself are logged to it as well (:mod:`cxraug.study.track`)."""
+    if dry_run:
+        _run(proto, out, data_root, test_root, executor, address, dry_run=True)
+        return out
+    with OutputLock(out) as lock:
+        _run(proto, out, data_root, test_root, executor, address, dry_run=False,
+             stale=lock.took_over is not None, tracker=tracker)
+    return out
+
+
+def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | None, executor: str,
+         address: str | None, dry_run: bool, stale: bool = False, tracker: MlflowTracker | None = None) -> None:
     from cxraug.device import set_threads
 
     t0 = time.time()
@@ -150,11 +233,15 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
                     test_fingerprint=data.test_fingerprint, size=data_size)
     plan = build_plan(proto, info)
     store = UnitStore(out)
+    integrity: dict[str, Any] = {}
+    if not dry_run:
+        integrity = {"stale_lock_taken_over": stale, "partial_files_removed": remove_partial(out),
+                     "quarantined": store.repair(plan)}
     done = {u.key for u in plan.units if store.done(u.key)}
     for line in describe(plan, done):
         console.print(line)
     if dry_run:
-        return out
+        return
     tracking = None if tracker is None else StudyTracking(tracker, proto, out, data.classes)
     out.mkdir(parents=True, exist_ok=True)
     io.write_text(out / "protocol.yaml", yaml.safe_dump(proto.model_dump(mode="json"), sort_keys=False))
@@ -166,7 +253,8 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
     by_key = plan.by_key()
 
     def upstream(key: str) -> dict[str, Any]:
-        return {"pool": store.load_pool(key)}
+        res = store.load(key)
+        return {"pool": store.load_pool(key)} if res.get("status", OK) == OK else res
 
     def on_result(task: Task, result: dict[str, Any]) -> None:
         unit = by_key[task.key]
@@ -177,8 +265,7 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
     if tasks:
         _executor(executor, address, proto).run(tasks, upstream, on_result)
     write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor, added=added,
-                  tracking=tracking)
-    return out
+                  integrity=integrity, tracking=tracking)
 
 
 def track_unit(tracking: StudyTracking, unit: Unit, store: UnitStore) -> None:
@@ -231,7 +318,8 @@ def generator_row(u: Unit, res: dict[str, Any]) -> tuple[dict[str, Any], list[di
     fits = res.get("fit", [])
     steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
     best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
-    row = {**base, "steps": steps, "best_step": best, "converged": generators_converged(fits),
+    row = {**base, "status": res.get("status", OK), "steps": steps, "best_step": best,
+           "converged": generators_converged(fits),
            **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
            "wall_s": res["wall_s"]}
     return row, [{**base, "class": c, **m} for c, m in per_class.items()]
@@ -249,14 +337,39 @@ def classifier_rows(plan: Plan, store: UnitStore) -> list[dict[str, Any]]:
 
 
 def classifier_row(u: Unit, res: dict[str, Any]) -> dict[str, Any]:
-    """The results.csv row of a finished classifier unit."""
+    """The results.csv row of a finished classifier unit; a failed unit (``status`` other than ``ok``) has no
+    metrics."""
     budget = u.spec["budget"]
+    metrics = res.get("metrics", {})
     return {"unit": u.key, "kind": "classifier", **u.fields, "generator_unit": u.needs or "",
-            "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
-            "budget_steps": budget["max_steps"], "eval_every": budget["eval_every"],
-            "early_stopping": budget["early_stopping"], "steps": res["steps"],
-            "best_step": res["best_step"], "converged": res["converged"], "val_f1": res["val_f1"],
-            **{m: res["metrics"].get(m, math.nan) for m in METRICS}, "wall_s": res["wall_s"]}
+            "status": res.get("status", OK), "n_train": res.get("n_train"), "n_real": res.get("n_real"),
+            "n_synthetic": res.get("n_synthetic"), "budget_steps": budget["max_steps"],
+            "eval_every": budget["eval_every"], "early_stopping": budget["early_stopping"],
+            "steps": res.get("steps"), "best_step": res.get("best_step"), "converged": res.get("converged"),
+            "val_f1": res.get("val_f1", math.nan), **{m: metrics.get(m, math.nan) for m in METRICS},
+            "wall_s": res["wall_s"]}
+
+
+def failure_notes(plan: Plan, store: UnitStore, crows: list[dict[str, Any]]) -> list[str]:
+    """One line per arm that lost repeats and per failed generator unit, saying why (study.json, console,
+    report)."""
+    out = []
+    lost: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in crows:
+        if r["status"] != OK:
+            lost.setdefault((r["regime"], r["classifier"], r["arm"]), []).append(r)
+    for (regime, clf, arm), rows in lost.items():
+        n = sum(1 for r in crows if (r["regime"], r["classifier"], r["arm"]) == (regime, clf, arm))
+        which = ", ".join(f"draw {r['draw']} seed {r['clf_seed']}" + ("" if r["gen_seed"] is None else
+                                                                        f" gen-seed {r['gen_seed']}")
+                          + f": {r['status']}" for r in rows)
+        out.append(f"arm {arm} ({regime}, {clf}) lost {len(rows)} of {n} repeats ({which}); its statistics use "
+                   f"the other {n - len(rows)}")
+    for u in plan.of_kind("generator"):
+        res = store.load(u.key)
+        if res.get("status", OK) != OK:
+            out.append(f"{u.label} {res['status']}: {res.get('failure', '')}")
+    return out
 
 
 def budget_note(proto: Protocol, plan: Plan) -> str:
@@ -316,6 +429,8 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
         per_unit = []
         for u in plan.of_kind("classifier"):
             res = store.load(u.key)
+            if res.get("status", OK) != OK:
+                continue
             yt, yp = np.asarray(res["y_true"]), np.asarray(res["y_pred"])
             for v in sorted(set(values) - {""}):
                 idx = np.flatnonzero(values == v)[None, :]
@@ -330,30 +445,41 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
 
 
 def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData, out: Path, wall_s: float,
-                  executor: str, added: list[str] | None = None, tracking: StudyTracking | None = None) -> None:
+                  executor: str, added: list[str] | None = None, integrity: dict[str, Any] | None = None,
+                  tracking: StudyTracking | None = None) -> None:
     """results.csv, summary.csv, comparisons.csv, generators.csv, subgroups.csv, tables/, study.json (and the
-    study's tracker runs: units not logged yet, then the study run with the outputs)."""
+    study's tracker runs: units not logged yet, then the study run with the outputs). Failed units are listed
+    (``status``, ``lost_repeats``, ``failures``) and left out of every statistic."""
     conf = proto.metrics.confidence
-    crows = classifier_rows(plan, store)
+    every = classifier_rows(plan, store)
+    crows = [r for r in every if r["status"] == OK]
     grows, gclass = generator_rows(plan, store)
-    _csv(out / "results.csv", crows + grows)
+    _csv(out / "results.csv", every + grows)
     _csv(out / "generators.csv", gclass)
     by_step = [{"unit": u.key, **u.fields, **r} for u in plan.of_kind("generator")
                for r in store.load(u.key).get("by_step", [])]
     if by_step:
         _csv(out / "generator_checkpoints.csv", by_step)
-    metrics = [m for m in METRICS if any(not math.isnan(r[m]) for r in crows)]
+    metrics = [m for m in METRICS if any(not math.isnan(r[m]) for r in crows)] or ["f1"]
     summary = stats.summarise(crows, metrics, conf)
+    ok_groups = {(r["regime"], r["classifier"], r["arm"]) for r in crows}
+    summary += stats.summarise([r for r in every if (r["regime"], r["classifier"], r["arm"]) not in ok_groups],
+                               metrics, conf)  # arms that lost every repeat: n = 0
     pairs = pairings(proto, data.classes, _val_f1(crows))
     comparisons = stats.compare(crows, pairs, metrics, conf)
     strongest = {(p.regime, p.classifier): p.baseline for p in pairs if p.strongest}
     undertrained: dict[tuple[str, str, str], int] = {}
-    for r in crows:
+    lost: dict[tuple[str, str, str], int] = {}
+    for r in every:
         key = (r["regime"], r["classifier"], r["arm"])
         undertrained[key] = undertrained.get(key, 0) + (r["converged"] is False)
+        lost[key] = lost.get(key, 0) + (r["status"] != OK)
     for row in summary:
+        key = (row["regime"], row["classifier"], row["arm"])
         row["strongest_baseline"] = strongest.get((row["regime"], row["classifier"]), "")
-        row["undertrained"] = undertrained[(row["regime"], row["classifier"], row["arm"])]
+        row["undertrained"] = undertrained[key]
+        row["lost_repeats"] = lost[key]
+    failures = failure_notes(plan, store, every)
     fairness = {"budget": budget_note(proto, plan), "added_arms": list(added or []),
                 "warnings": fairness_warnings(crows, grows),
                 "strongest_baselines": {f"{r}/{c}": a for (r, c), a in strongest.items()}}
@@ -381,13 +507,13 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
                 proto.execution.device)), "command": " ".join(sys.argv), "executor": executor, "wall_s": wall_s,
             "stamp": run_stamp(resolve_device(proto.execution.device), data.fingerprint),
             "units": len(plan.units), "warnings": audit_warnings(data.splits[data_size], proto.metrics.subgroups),
-            "fairness": fairness, **data.describe()}
+            "fairness": fairness, "failures": failures, "integrity": dict(integrity or {}), **data.describe()}
     io.write_json(out / "study.json", meta)
     print_summary(proto, summary, comparisons)
     console.print(fairness["budget"])
     for line in fairness["added_arms"]:
         console.print(f"[yellow]note[/]: {line}")
-    for line in fairness["warnings"]:
+    for line in fairness["warnings"] + failures:
         console.print(f"[yellow]warning[/]: {line}")
     console.print(tables)
     from cxraug.report import build_report
@@ -410,6 +536,8 @@ def _add_bootstrap(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
     units, groups = {}, {}
     for u in plan.of_kind("classifier"):
         res = store.load(u.key)
+        if res.get("status", OK) != OK:
+            continue
         units[u.key] = (np.asarray(res["y_true"], dtype=np.int64), np.asarray(res["y_pred"], dtype=np.int64))
         groups.setdefault((u.fields["regime"], u.fields["classifier"], u.fields["arm"]), []).append(u.key)
     pairs = sorted({((c["regime"], c["classifier"], c["arm"]), (c["regime"], c["classifier"], c["baseline"]))

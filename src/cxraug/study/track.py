@@ -46,7 +46,7 @@ class StudyTracking:
         if history.is_file():
             with open(history, newline="") as f:
                 checks = list(csv.DictReader(f))
-            for key in ("train_loss", "val_loss", "val_acc"):
+            for key in ("train_loss", "val_loss", "val_acc", "val_f1"):
                 self.tracker.log_series(run, key, [(int(h["steps"]), float(h[key])) for h in checks])
         self.tracker.finish(run)
         self.logged[unit.key] = run
@@ -56,6 +56,8 @@ class StudyTracking:
             from cxraug.classifiers.evaluate import save_confusion_png
 
             png = folder / "confusion.png"
+            if "confusion_matrix" not in res:  # a failed unit: its history only
+                return [(folder / "history.csv", None)] if (folder / "history.csv").is_file() else []
             if not png.is_file():
                 save_confusion_png({"classes": self.classes, "confusion_matrix": res["confusion_matrix"],
                                     "accuracy": res["metrics"]["accuracy"], "macro_f1": res["metrics"]["f1"]}, png)

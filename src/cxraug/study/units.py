@@ -16,6 +16,11 @@ from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
 from cxraug.metrics.quality import image_metrics, safe_name
 
+#: the status of a unit that ran to its end; a unit that could not starts with "failed: " and says why in
+#: ``failure``; it is stored like a finished one (re-running fails the same way) and left out of the statistics
+OK = "ok"
+NON_FINITE = "failed: non-finite loss"
+
 
 def _prepare_process(threads: int, seed: int) -> None:
     from cxraug.device import seed_everything, set_threads
@@ -96,13 +101,17 @@ def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, wor
     """Train one generator entry on one training subset, draw its synthetic pool and score it."""
     from cxraug.augment.synthetic import SyntheticPolicy, generate_synthetic
     from cxraug.device import resolve_device
+    from cxraug.generators.base import TrainingDiverged
 
     t0 = time.time()
     _prepare_process(threads, int(spec["config"].get("seed", 0)))
     check_no_synthetic("generator training", train)
     dev = str(resolve_device(device))
     work = Path(work_dir)
-    models, records = _fit_models(spec, train, val, work, dev, extractor)
+    try:
+        models, records = _fit_models(spec, train, val, work, dev, extractor)
+    except TrainingDiverged as exc:
+        return {"status": NON_FINITE, "failure": str(exc), "wall_s": time.time() - t0}
     pool_spec = spec["pool"]
     gate = bool(spec.get("drop_near_copies")) and bool(pool_spec)
     gate_record: dict[str, int] = {}
@@ -232,6 +241,9 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
     from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
 
     t0 = time.time()
+    if upstream is not None and upstream.get("status", OK) != OK:
+        return {"status": f"{upstream['status']} (generator)", "wall_s": 0.0,
+                "failure": f"its generator unit failed: {upstream.get('failure', '')}"}
     fields = dict(spec["classifier"])
     seed = int(fields.get("seed", 0))
     _prepare_process(threads, seed)
@@ -251,6 +263,10 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
     # the step budget is counted on the real subset and shared by every arm (cxraug.study.plan.classifier_budget)
     fields.update(augment=spec["arm"]["classical"], class_weights=weights, **spec["budget"])
     trained = train_classifier(aug, val, ClassifierConfig(**fields), device=device)
+    sizes = {"n_train": len(aug), "n_real": int((~aug.synthetic).sum()), "n_synthetic": int(aug.synthetic.sum())}
+    if trained.failure is not None:
+        return {"status": NON_FINITE, "failure": trained.failure, "history": trained.history, "steps": trained.steps,
+                "best_step": trained.best_step, "converged": None, **sizes, "wall_s": time.time() - t0}
     val_res = metrics_from_predictions(val.labels, trained.predict_proba(val.images, device=device), val.classes)
     prob = trained.predict_proba(test.images, device=device)
     res = metrics_from_predictions(test.labels, prob, test.classes)
@@ -261,6 +277,5 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
             "confusion_matrix": res["confusion_matrix"], "y_true": test.labels.tolist(),
             "y_pred": prob.argmax(1).tolist(), "steps": trained.steps, "best_step": trained.best_step,
             "converged": trained.converged, "val_f1": float(val_res["macro_f1"]), "history": trained.history,
-            "val_loss": float(trained.history[trained.best_check - 1]["val_loss"]),
-            "n_train": len(aug), "n_real": int((~aug.synthetic).sum()), "n_synthetic": int(aug.synthetic.sum()),
+            "val_loss": float(trained.history[trained.best_check - 1]["val_loss"]), **sizes,
             "wall_s": time.time() - t0}
