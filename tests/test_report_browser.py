@@ -95,6 +95,7 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path: Path) -> None: 
 
 @pytest.mark.slow
 def test_tiny_real_study_report_renders(chromium, tmp_path: Path) -> None:  # noqa: ANN001
+    from cxraug.study.baselines import complete_arms
     from cxraug.study.protocol import Protocol
     from cxraug.study.runner import run_study
     from study_tiny import tiny_protocol
@@ -105,5 +106,7 @@ def test_tiny_real_study_report_renders(chromium, tmp_path: Path) -> None:  # no
     raw["generators"]["dcgan"]["config"]["keep_steps"] = [12, 24]
     proto = Protocol(**raw)
     out = run_study(proto, tmp_path / "study")  # the study writes report.html at its end
-    pairs = {(r.name, a.name) for r in proto.regimes for a in proto.arms}
+    full, added = complete_arms(proto, proto.data.classes)  # the study adds classical and oversample baselines
+    assert added
+    pairs = {(r.name, a.name) for r in full.regimes for a in full.arms}
     _check_report(chromium, out, "tiny", pairs, tmp_path / "tiny.png")
