@@ -272,7 +272,7 @@ class Generator(ABC):
         if devices < 1:
             raise CxraugError(f"devices must be >= 1, got {devices}")
         if stamp is None:
-            from cxraug.metrics.encoder import data_fingerprint
+            from cxraug.data.imageset import data_fingerprint
             from cxraug.stamp import run_stamp
 
             stamp = run_stamp(self.device, data_fingerprint(train)[:16])
@@ -521,10 +521,7 @@ class _RunLog:
         self.tb = summary_writer(out / "tb", tensorboard)
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        with io.atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields)
-            w.writeheader()
-            w.writerows(rows)
+        io.write_csv(self.csv_path, rows, self.fields)
 
     def losses(self, step: int, losses: dict[str, float]) -> None:
         row = {"step": step, **{k: f"{v:.6g}" for k, v in losses.items()}}
@@ -536,7 +533,7 @@ class _RunLog:
             self.fields = self.fields + [k for k in row if k not in self.fields]
             self._rewrite(rows)
         with open(self.csv_path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
+            f.write(io.csv_text([row], self.fields, header=False))
         if self.tb is not None:
             for k, v in losses.items():
                 self.tb.add_scalar(f"loss/{k}", v, step)

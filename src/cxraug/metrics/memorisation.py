@@ -36,7 +36,8 @@ import torch
 from cxraug import io
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
-from cxraug.metrics.features import FeatureExtractor, resize_uint8
+from cxraug.data.resize import resize_uint8
+from cxraug.metrics.features import FeatureExtractor
 from cxraug.metrics.pixel import ssim_per_pair
 
 PIXEL_SIZE = 32

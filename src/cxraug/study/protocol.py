@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cxraug.augment.synthetic import SyntheticPolicy
 from cxraug.errors import CxraugError
 
 
@@ -76,27 +77,6 @@ class RegimeSpec(_Strict):
         return self
 
 
-class PolicySpec(_Strict):
-    """How many synthetic (or, for oversampling, repeated real) images each class gets.
-
-    ``add``: ``n_per_class`` more images of each listed class. ``balance``: every class up to the largest
-    class's count. ``ratio``: ``ratio`` x the class's real count more images.
-    """
-
-    mode: Literal["add", "balance", "ratio"]
-    n_per_class: int | None = Field(None, ge=1)
-    ratio: float | None = Field(None, gt=0)
-    classes: list[str] | None = Field(None, description="classes that receive images; null = all")
-
-    @model_validator(mode="after")
-    def _needs(self) -> "PolicySpec":
-        if self.mode == "add" and self.n_per_class is None:
-            raise ValueError("mode 'add' needs n_per_class")
-        if self.mode == "ratio" and self.ratio is None:
-            raise ValueError("mode 'ratio' needs ratio")
-        return self
-
-
 class ArmSpec(_Strict):
     """One augmentation arm. Nothing set = the ``none`` baseline.
 
@@ -109,7 +89,7 @@ class ArmSpec(_Strict):
     generator: str | None = None
     classical: str | None = None
     oversample: bool = False
-    policy: PolicySpec | None = None
+    policy: SyntheticPolicy | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ArmSpec":

@@ -40,7 +40,7 @@ class StudyTracking:
             return
         run = self.tracker.start(self.experiment, unit.label, {"cxraug.unit": unit.key, "cxraug.kind": unit.kind},
                                  parent=self.parent)
-        params = {**unit.fields, "needs": unit.needs or "", "spec": unit.spec}
+        params = {**unit.fields, "needs": unit.needs or "", "spec": unit.spec.model_dump()}
         self.tracker.log(run, params, numeric(row), self._artifacts(unit, res, folder))
         history = folder / "history.csv"
         if history.is_file():
