@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 
 from cxraug import __version__, io
+from cxraug.data.load import image_meta_column, write_skipped
+from cxraug.device import resolve_device
+from cxraug.report import build_report, save_real_samples
+from cxraug.stamp import run_stamp, versions
 from cxraug.study import stats
 from cxraug.study.baselines import pairings
-from cxraug.study.data import StudyData, sizes_needed
+from cxraug.study.data import StudyData, audit_warnings, sizes_needed
 from cxraug.study.plan import Plan, Unit
 from cxraug.study.protocol import Protocol
 from cxraug.study.store import UnitStore
@@ -168,8 +172,6 @@ def _val_f1(crows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list
 
 
 def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protocol, size: int) -> list[dict]:
-    from cxraug.data.load import image_meta_column
-
     test = data.test[size]
     k = len(data.classes)
     rows = []
@@ -244,11 +246,6 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
         _csv(out / "subgroups.csv", sub)
     tables = render_tables(proto, summary)
     io.write_text(out / "tables.md", tables)
-    from cxraug.data.load import write_skipped
-    from cxraug.device import resolve_device
-    from cxraug.report import save_real_samples
-    from cxraug.stamp import run_stamp, versions
-    from cxraug.study.data import audit_warnings
 
     data_size, _, _ = sizes_needed(proto)
     write_skipped(out / "skipped.csv", data.skipped)
@@ -267,7 +264,6 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     for line in fairness["warnings"] + failures:
         console.print(f"[yellow]warning[/]: {line}")
     console.print(tables)
-    from cxraug.report import build_report
 
     report = build_report(out)
     if tracking is not None:

@@ -14,8 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cxraug.augment import POLICIES
 from cxraug.augment.synthetic import SyntheticPolicy
+from cxraug.classifiers import CLASSIFIERS, ClassifierConfig
+from cxraug.data.preprocess import PreprocessConfig
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
+from cxraug.metrics.features import EXTRACTORS
 
 
 #: most repeats of one kind; the plan as a whole is capped at ``cxraug.study.plan.MAX_UNITS`` units
@@ -280,8 +285,6 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
         proto = Protocol.model_validate(raw)
     except ValidationError as exc:
         raise _ProtocolProblem(format_validation_error(exc)) from None
-    from cxraug.data.preprocess import PreprocessConfig
-    from cxraug.generators import GENERATORS
 
     _check_sub(PreprocessConfig, proto.preprocess, "preprocess")
     for name, spec in proto.generators.items():
@@ -289,9 +292,6 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
             raise _ProtocolProblem(f"generators.{name}.model: unknown generator {spec.model!r}; "
                                    f"known: {', '.join(GENERATORS.names())}")
         _check_sub(GENERATORS.get(spec.model).Config, spec.config, f"generators.{name}.config")
-    from cxraug.augment import POLICIES
-    from cxraug.classifiers import CLASSIFIERS, ClassifierConfig
-    from cxraug.metrics.features import EXTRACTORS
 
     if proto.metrics.features not in EXTRACTORS:
         raise _ProtocolProblem(f"metrics.features: unknown feature extractor {proto.metrics.features!r}; "

@@ -15,7 +15,11 @@ from typing import Any
 import yaml
 
 from cxraug import io
+from cxraug.device import resolve_device, set_threads
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
+from cxraug.metrics.encoder import EncoderConfig
+from cxraug.metrics.features import get_extractor
 from cxraug.study.baselines import complete_arms
 from cxraug.study.data import StudyData, load_study_data, sizes_needed
 from cxraug.study.executors import LocalExecutor, RayExecutor, Task
@@ -45,9 +49,6 @@ def _extractor(proto: Protocol, data: StudyData, data_size: int, device: str) ->
     real training fold, cached by content hash)."""
     if not proto.metrics.image_metrics:
         return None
-    from cxraug.device import resolve_device
-    from cxraug.metrics.encoder import EncoderConfig
-    from cxraug.metrics.features import get_extractor
 
     return get_extractor(proto.metrics.features, train=data.splits[data_size].train,
                          cache_dir=proto.data.cache_dir, encoder=EncoderConfig(**proto.metrics.encoder),
@@ -80,8 +81,6 @@ def _tasks(plan: Plan, store: UnitStore, proto: Protocol, data: StudyData, extra
 
 
 def _gen_size(proto: Protocol, name: str) -> int:
-    from cxraug.generators import GENERATORS
-
     spec = proto.generators[name]
     return GENERATORS.get(spec.model).Config(**spec.config).size
 
@@ -103,8 +102,6 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
 
 def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | None, executor: str,
          address: str | None, dry_run: bool, stale: bool = False, tracker: MlflowTracker | None = None) -> None:
-    from cxraug.device import set_threads
-
     t0 = time.time()
     set_threads(proto.execution.threads)
     data = load_study_data(proto, data_root, test_root)

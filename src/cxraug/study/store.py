@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cxraug import io
+from cxraug.classifiers.train import write_history_csv
 from cxraug.errors import CorruptFileError, CxraugError
 from cxraug.study.plan import Plan, Unit
 from cxraug.study.units import OK
@@ -37,8 +38,6 @@ class UnitStore:
         record = {k: v for k, v in result.items() if k not in ("pool", "history")}
         files = {}
         if "history" in result:
-            from cxraug.classifiers.train import write_history_csv
-
             write_history_csv(result["history"], folder / "history.csv")
             files["history.csv"] = io.file_sha256(folder / "history.csv")
         if "pool" in result:

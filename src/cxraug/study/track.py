@@ -10,6 +10,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from cxraug.classifiers.evaluate import save_confusion_png
 from cxraug.study.plan import Unit
 from cxraug.study.protocol import Protocol
 from cxraug.tracking import MlflowTracker, numeric
@@ -53,8 +54,6 @@ class StudyTracking:
 
     def _artifacts(self, unit: Unit, res: dict[str, Any], folder: Path) -> list[tuple[Path, str | None]]:
         if unit.kind == "classifier":
-            from cxraug.classifiers.evaluate import save_confusion_png
-
             png = folder / "confusion.png"
             if "confusion_matrix" not in res:  # a failed unit: its history only
                 return [(folder / "history.csv", None)] if (folder / "history.csv").is_file() else []

@@ -13,13 +13,19 @@ from typing import Any
 import numpy as np
 
 from cxraug.augment.synthetic import (SyntheticPolicy, SyntheticSource, empty_synthetic, generate_synthetic,
-                                     policy_counts)
+                                      policy_counts)
 from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
 from cxraug.classifiers.train import class_weight_tensor
 from cxraug.data.imageset import ImageSet
 from cxraug.data.resize import resize_uint8
+from cxraug.device import resolve_device, seed_everything, set_threads
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
+from cxraug.generators.base import Generator, GeneratorKind, TrainingDiverged
+from cxraug.generators.card import write_model_card
+from cxraug.metrics.memorisation import drop_near_copies
 from cxraug.metrics.quality import image_metrics, safe_name
+from cxraug.metrics.scorer import make_scorer
 from cxraug.study.specs import ClassifierUnitSpec, GeneratorUnitSpec
 
 #: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
@@ -33,8 +39,6 @@ NON_FINITE = "failed: non-finite loss"
 
 
 def _prepare_process(threads: int, seed: int) -> None:
-    from cxraug.device import seed_everything, set_threads
-
     set_threads(threads)
     seed_everything(seed)
 
@@ -63,10 +67,6 @@ def pool_from_arrays(arrays: dict[str, np.ndarray], classes: list[str], meta: di
 def _fit_models(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work: Path, device: str,
                 extractor: Any) -> tuple[Any, list[dict[str, Any]]]:
     """Train (or resume) the generator(s) of a unit; returns what the synthetic plug-in takes and fit records."""
-    from cxraug.generators import GENERATORS
-    from cxraug.generators.base import Generator, GeneratorKind
-    from cxraug.metrics.scorer import make_scorer
-
     cls = GENERATORS.get(spec.model)
     cfg = cls.Config(**spec.config)
     classes = spec.train_classes or list(train.classes)
@@ -107,9 +107,6 @@ def _fit_models(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work: P
 def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work_dir: str, threads: int,
                        device: str, extractor: Any, upstream: Any = None) -> dict[str, Any]:
     """Train one generator entry on one training subset, draw its synthetic pool and score it."""
-    from cxraug.device import resolve_device
-    from cxraug.generators.base import TrainingDiverged
-
     t0 = time.time()
     _prepare_process(threads, spec.seed)
     check_no_synthetic("generator training", train)
@@ -146,9 +143,6 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
 def _model_cards(spec: GeneratorUnitSpec, work: Path, records: list[dict[str, Any]],
                  metrics: dict[str, dict[str, float]], data: str) -> None:
     """``MODEL_CARD.md`` in every trained model's folder, with the unit's image metrics of its classes."""
-    from cxraug.generators import GENERATORS
-    from cxraug.generators.card import write_model_card
-
     config = GENERATORS.get(spec.model).Config(**spec.config).model_dump()
     for r in records:
         write_model_card(work / r["folder"], model=spec.model, config=config, train_counts=r["counts"],
@@ -161,8 +155,6 @@ def gate_near_copies(pool: ImageSet, train: ImageSet, val: ImageSet, extractor: 
                      need: dict[str, int]) -> tuple[ImageSet, dict[str, int]]:
     """Drop pool images the memorisation audit flags as near-copies of training images, then keep the first
     ``need[c]`` survivors of each class; too few survivors stop the study with the numbers."""
-    from cxraug.metrics.memorisation import drop_near_copies
-
     kept, res = drop_near_copies(pool, train, val, extractor=extractor, seed=0)
     idx = []
     for c, n in need.items():
@@ -177,8 +169,6 @@ def gate_near_copies(pool: ImageSet, train: ImageSet, val: ImageSet, extractor: 
 def _scheduled_checkpoints(spec: GeneratorUnitSpec, work: Path, train: ImageSet, val: ImageSet, extractor: Any,
                            device: str) -> list[dict[str, Any]]:
     """KID/FID of the checkpoints kept at ``keep_steps`` (e.g. FID by epoch), per trained model folder."""
-    from cxraug.generators.base import Generator
-
     ms = spec.metrics
     rows = []
     for ckpt in sorted(work.glob("*/checkpoints/step_*.pt")):
