@@ -228,6 +228,7 @@ def test_non_finite_losses_fail_their_units_and_the_study_continues(tmp_path: Pa
     """A classifier repeat whose loss explodes (learning rate 1e30) and a generator whose loss becomes nan: both
     units are marked failed, the arms' lost repeats are named, every other unit runs, and a re-run is identical."""
     import cxraug.classifiers as clf
+    import cxraug.study.units
     from cxraug.generators.dcgan import DCGAN
 
     real_train, real_step = clf.train_classifier, DCGAN.train_step
@@ -239,7 +240,7 @@ def test_non_finite_losses_fail_their_units_and_the_study_continues(tmp_path: Pa
         losses = real_step(self, batch)
         return {**losses, "g": float("nan")} if self.step == 5 and self.classes == ["Normal"] else losses
 
-    monkeypatch.setattr(clf, "train_classifier", explode)
+    monkeypatch.setattr(cxraug.study.units, "train_classifier", explode)
     monkeypatch.setattr(DCGAN, "train_step", nan_step)
     raw = tiny_protocol(tmp_path / "cache", training={"add_baselines": False})
     proto = load_protocol(write_protocol(tmp_path / "p.yaml", raw))

@@ -70,6 +70,7 @@ def test_generator_trained_once_and_reused(tmp_path: Path, cache_dir: Path, monk
 def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import cxraug.classifiers as clf
+    import cxraug.study.units
 
     seen: list[tuple[ImageSet, ImageSet]] = []
     real_train = clf.train_classifier
@@ -78,7 +79,7 @@ def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Pat
         seen.append((train, val))
         return real_train(train, val, cfg, **kwargs)
 
-    monkeypatch.setattr(clf, "train_classifier", spy)
+    monkeypatch.setattr(cxraug.study.units, "train_classifier", spy)
     out = tmp_path / "out"
     run_study(_proto(tmp_path, cache_dir, arms=[
         {"name": "none"}, {"name": "dcgan", "generator": "dcgan", "policy": {"mode": "add", "n_per_class": 12}}],
