@@ -54,8 +54,9 @@ def test_study_units_are_mlflow_runs_with_the_results(tmp_path: Path, monkeypatc
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         if row["kind"] == "classifier":
             assert {"confusion.png", "history.csv"} <= files
-            assert len(client.get_metric_history(run.info.run_id, "val_loss")) == int(row["steps"]) // \
+            assert len(client.get_metric_history(run.info.run_id, "check/val_loss")) == int(row["steps"]) // \
                 int(row["eval_every"])
+            assert len(client.get_metric_history(run.info.run_id, "val_f1")) == 1  # the restored check's, once
         else:
             grids = [a.path for a in client.list_artifacts(run.info.run_id, "COVID/samples")]
             assert grids and all(p.endswith(".png") for p in grids)

@@ -47,8 +47,8 @@ class StudyTracking:
         if history.is_file():
             with open(history, newline="") as f:
                 checks = list(csv.DictReader(f))
-            for key in ("train_loss", "val_loss", "val_acc", "val_f1"):
-                self.tracker.log_series(run, key, [(int(h["steps"]), float(h[key])) for h in checks])
+            for key in ("train_loss", "val_loss", "val_acc", "val_f1"):  # apart from the row's best-check val_f1
+                self.tracker.log_series(run, f"check/{key}", [(int(h["steps"]), float(h[key])) for h in checks])
         self.tracker.finish(run)
         self.logged[unit.key] = run
 
