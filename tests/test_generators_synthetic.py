@@ -27,6 +27,7 @@ class _Label(Generator):
 
     name = "test-label"
     kind = GeneratorKind.CONDITIONAL
+    checkpointed = ("dummy",)
 
     def build(self) -> None:
         self.dummy = torch.nn.Linear(1, 1)
@@ -44,6 +45,7 @@ class _Invert(Generator):
 
     name = "test-invert"
     kind = GeneratorKind.TRANSLATION
+    checkpointed = ("dummy",)
 
     def build(self) -> None:
         self.dummy = torch.nn.Linear(1, 1)

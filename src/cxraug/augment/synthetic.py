@@ -52,6 +52,12 @@ class Sampler(Protocol):
     classes: list[str]
     preprocess: dict[str, Any]
     config: Any  # has ``size``: the generator's image size
+    #: a translation model that picks its own inputs: the class it produces (None: pass its inputs, or not one)
+    target_class: str | None
+
+    def source_images(self, train: ImageSet) -> np.ndarray | None:
+        """A translation model's inputs from a training fold (None where ``target_class`` is None)."""
+        ...
 
     def sample(self, n: int, label: Any = None, source: np.ndarray | None = None,
                seed: int | None = None) -> np.ndarray: ...
@@ -106,10 +112,12 @@ def resolve_sources(train: ImageSet, generators: GeneratorsArg) -> list[Syntheti
                                   f"{train.classes}")
             return [SyntheticSource(gen, c) for c in names]
         if gen.kind == TRANSLATION:
-            if not hasattr(gen, "target_class") or not hasattr(gen, "source_images"):
+            target = gen.target_class
+            source = gen.source_images(train) if target is not None else None
+            if target is None or source is None:
                 raise CxraugError(f"{gen.name} translates images: pass SyntheticSource(generator, label, source=...)")
-            label = train.classes[match_class(gen.target_class, train.classes)]
-            return [SyntheticSource(gen, label, source=gen.source_images(train))]
+            label = train.classes[match_class(target, train.classes)]
+            return [SyntheticSource(gen, label, source=source)]
         return [SyntheticSource(gen, train.classes[match_class(gen.classes[0], train.classes)])]
     if isinstance(generators, Mapping):
         return [SyntheticSource(g, train.classes[match_class(k, train.classes)]) for k, g in generators.items()]

@@ -119,14 +119,14 @@ def _source_images(gen: Generator, source: str, target: Optional[str]) -> tuple[
     from cxraug.data import PreprocessConfig, load_splits
     from cxraug.data.names import match_class
 
-    if not hasattr(gen, "source_images") or not hasattr(gen, "target_class"):
+    if gen.target_class is None:
         raise CxraugError(f"{gen.name} does not say which class it translates from")
     if target is not None and match_class(target, [gen.target_class]) != 0:
         raise CxraugError(f"{gen.name} translates into {gen.target_class!r}, not {target!r}")
     splits = load_splits(source, preprocess=PreprocessConfig(**gen.preprocess) if gen.preprocess else
                          PreprocessConfig(size=gen.config.size))
     images = gen.source_images(splits.train)
-    if len(images) == 0:
+    if images is None or len(images) == 0:
         raise CxraugError(f"no training images of the source class under {source}")
     return images, gen.target_class
 

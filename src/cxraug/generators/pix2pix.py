@@ -158,6 +158,7 @@ class Pix2Pix(Generator):
     name = "pix2pix"
     kind = GeneratorKind.TRANSLATION
     Config = Pix2PixConfig
+    checkpointed = ("G", "D", "opt_g", "opt_d")
     ema_targets = ("G",)
     config: Pix2PixConfig
 
