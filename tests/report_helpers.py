@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import yaml
 
+from cxraug.classifiers.evaluate import confusion_batch, metrics_from_confusion
 from cxraug.data.imageset import ImageSet
 from cxraug.data.phantom import PHANTOM_CLASSES, draw_phantoms
 from cxraug.report import save_real_samples
@@ -81,8 +82,8 @@ def make_study_dir(root: Path, with_generator: bool = True) -> Path:
                 (root / "units" / key).mkdir(parents=True)
                 (root / "units" / key / "result.json").write_text(json.dumps(
                     {"key": key, "kind": "classifier", "y_true": y_true.tolist(), "y_pred": y_pred.tolist()}))
-                cm = stats.confusion_batch(y_true, y_pred, np.arange(len(y_true))[None], len(PHANTOM_CLASSES))
-                metrics = {m: float(v[0]) for m, v in stats.metrics_from_confusion(cm).items()}
+                cm = confusion_batch(y_true, y_pred, np.arange(len(y_true))[None], len(PHANTOM_CLASSES))
+                metrics = {m: float(v[0]) for m, v in metrics_from_confusion(cm).items()}
                 rows.append({"unit": key, "kind": "classifier", "arm": arm, "role": role, "regime": regime,
                              "classifier": CLASSIFIER, "draw": 0, "gen_seed": 0 if role == "generative" else None,
                              "clf_seed": seed, "generator_unit": gen_key if role == "generative" else "",

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from cxraug import __version__, io
+from cxraug.classifiers.evaluate import confusion_batch, metrics_from_confusion
 from cxraug.data.load import image_meta_column, write_skipped
 from cxraug.device import resolve_device
 from cxraug.report import build_report, save_real_samples
@@ -187,7 +188,7 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
             yt, yp = np.asarray(res["y_true"]), np.asarray(res["y_pred"])
             for v in sorted(set(values) - {""}):
                 idx = np.flatnonzero(values == v)[None, :]
-                m = stats.metrics_from_confusion(stats.confusion_batch(yt, yp, idx, k))
+                m = metrics_from_confusion(confusion_batch(yt, yp, idx, k))
                 per_unit.append({**u.fields, "subgroup": f"{column}={v}", "n_test": idx.shape[1],
                                  **{name: float(val[0]) for name, val in m.items()}})
         for v in sorted({r["subgroup"] for r in per_unit}):
