@@ -245,9 +245,11 @@ def test_non_finite_losses_fail_their_units_and_the_study_continues(tmp_path: Pa
     raw = tiny_protocol(tmp_path / "cache", training={"add_baselines": False})
     proto = load_protocol(write_protocol(tmp_path / "p.yaml", raw))
     run_study(proto, tmp_path / "out")
-    with open(tmp_path / "out" / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    status = {(r["kind"], r["arm"], r["clf_seed"]): r["status"] for r in rows}
+    rows = []
+    for name in ("results.csv", "generators.csv"):  # classifier units, generator units
+        with open(tmp_path / "out" / name, newline="") as f:
+            rows += list(csv.DictReader(f))
+    status = {(r["kind"], r.get("arm", ""), r.get("clf_seed", "")): r["status"] for r in rows}
     assert status[("classifier", "none", "0")] == "ok"
     assert status[("classifier", "none", "1")] == "failed: non-finite loss"
     assert status[("classifier", "dcgan", "0")] == status[("classifier", "dcgan", "1")] == \

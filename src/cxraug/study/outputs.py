@@ -1,5 +1,6 @@
-"""Everything a study writes besides its units: results.csv, generators.csv, summary.csv, comparisons.csv,
-subgroups.csv, tables.md, study.json, the report, and the tracker runs (all from the stored unit results)."""
+"""Everything a study writes besides its units: results.csv (classifier units), generators.csv (generator units),
+generator_classes.csv, summary.csv, comparisons.csv, subgroups.csv, tables.md, study.json, the report, and the
+tracker runs (all from the stored unit results)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,17 @@ from cxraug.ui import console
 
 #: classifier metrics summarised (macro averages for precision/recall/F1/specificity)
 METRICS = ("accuracy", "precision", "recall", "f1", "specificity", "mcc", "auc")
-GEN_METRICS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_coverage", "precision", "recall",
-               "density", "memorised_fraction")
+#: generator image metrics, class-averaged in generators.csv; PRDC's precision, recall and density are named
+#: ``prdc_*`` there (and in generator_classes.csv) so that no column shares a name with a classifier metric
+GEN_METRICS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_coverage", "prdc_precision", "prdc_recall",
+               "prdc_density", "memorised_fraction")
+PRDC_COLUMNS = {f"{floor}{m}": f"{floor}prdc_{m}" for floor in ("", "floor_")
+                for m in ("precision", "recall", "density")}
 
 
 def track_unit(tracking: StudyTracking, unit: Unit, store: UnitStore) -> None:
-    """Log a finished unit with its results.csv row (values as stored, so they equal the file's)."""
+    """Log a finished unit with its results.csv or generators.csv row (values as stored, so they equal the
+    file's)."""
     res = store.load(unit.key)
     row = classifier_row(unit, res) if unit.kind == "classifier" else generator_row(unit, res)[0]
     tracking.unit(unit, row, res, store.folder(unit.key))
@@ -68,8 +74,8 @@ def generator_rows(plan: Plan, store: UnitStore) -> tuple[list[dict[str, Any]], 
 
 
 def generator_row(u: Unit, res: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The results.csv row of a finished generator unit and its generators.csv rows (one per class)."""
-    per_class = res.get("image_metrics", {})
+    """The generators.csv row of a finished generator unit and its generator_classes.csv rows (one per class)."""
+    per_class = {c: {PRDC_COLUMNS.get(k, k): v for k, v in m.items()} for c, m in res.get("image_metrics", {}).items()}
     base = {"unit": u.key, "kind": "generator", **u.fields}
     fits = res.get("fit", [])
     steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
@@ -201,15 +207,16 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
 def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData, out: Path, wall_s: float,
                   executor: str, added: list[str] | None = None, integrity: dict[str, Any] | None = None,
                   tracking: StudyTracking | None = None) -> None:
-    """results.csv, summary.csv, comparisons.csv, generators.csv, subgroups.csv, tables/, study.json (and the
-    study's tracker runs: units not logged yet, then the study run with the outputs). Failed units are listed
-    (``status``, ``lost_repeats``, ``failures``) and left out of every statistic."""
+    """results.csv, generators.csv, generator_classes.csv, summary.csv, comparisons.csv, subgroups.csv, tables/,
+    study.json (and the study's tracker runs: units not logged yet, then the study run with the outputs). Failed
+    units are listed (``status``, ``lost_repeats``, ``failures``) and left out of every statistic."""
     conf = proto.metrics.confidence
     every = classifier_rows(plan, store)
     crows = [r for r in every if r["status"] == OK]
     grows, gclass = generator_rows(plan, store)
-    _csv(out / "results.csv", every + grows)
-    _csv(out / "generators.csv", gclass)
+    _csv(out / "results.csv", every)
+    _csv(out / "generators.csv", grows)
+    _csv(out / "generator_classes.csv", gclass)
     by_step = [{"unit": u.key, **u.fields, **r} for u in plan.of_kind("generator")
                for r in store.load(u.key).get("by_step", [])]
     if by_step:
@@ -271,8 +278,8 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
         for unit in plan.units:
             track_unit(tracking, unit, store)
         tracking.study(out, meta)
-    console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv, {out}/tables.md; "
-                  f"report: {report}")
+    console.print(f"results: {out}/summary.csv, {out}/comparisons.csv, {out}/results.csv"
+                  + (f", {out}/generators.csv" if grows else "") + f", {out}/tables.md; report: {report}")
 
 
 def _add_bootstrap(plan: Plan, store: UnitStore, data: StudyData, proto: Protocol, summary: list[dict],

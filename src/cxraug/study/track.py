@@ -1,8 +1,9 @@
 """A study in an experiment tracker: one experiment per protocol name, the study a parent run (found again by
 its output folder when the study resumes), every unit a nested run with its parameters (grid coordinates and
-settings), the metrics of its ``results.csv`` row and its artifacts (classifier: confusion matrix and validation
-history; generator: sample grids, loss log, checkpoint scores and memorisation galleries). The study run gets
-the protocol as parameters and the outputs (``report.html``, ``results.csv``, ``summary.csv``, ...)."""
+settings), the metrics of its ``results.csv`` (classifier) or ``generators.csv`` (generator) row and its
+artifacts (classifier: confusion matrix and validation history; generator: sample grids, loss log, checkpoint
+scores and memorisation galleries). The study run gets the protocol as parameters and the outputs
+(``report.html``, ``results.csv``, ``generators.csv``, ``summary.csv``, ...)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from cxraug.study.protocol import Protocol
 from cxraug.tracking import MlflowTracker, numeric
 
 #: study outputs attached to the study run
-STUDY_FILES = ("report.html", "results.csv", "summary.csv", "comparisons.csv", "generators.csv", "tables.md",
-               "study.json", "protocol.yaml", "plan.json")
+STUDY_FILES = ("report.html", "results.csv", "summary.csv", "comparisons.csv", "generators.csv",
+               "generator_classes.csv", "tables.md", "study.json", "protocol.yaml", "plan.json")
 
 
 class StudyTracking:
