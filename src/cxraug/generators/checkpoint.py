@@ -96,8 +96,8 @@ def read(path: str | Path, device: str | torch.device) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def global_rng_kept(device: str | torch.device) -> Iterator[None]:
-    """The process-wide torch RNG (and that of the CUDA devices when ``device`` is one) as it was on entry, after
-    the block: building a model to load weights into seeds and draws from it."""
-    cuda = torch.device(device).type == "cuda"
+    """The process-wide torch RNG (and that of every CUDA device, when ``device`` is one or CUDA is initialised)
+    as it was on entry, after the block: building a model to load weights into seeds and draws from it."""
+    cuda = torch.device(device).type == "cuda" or torch.cuda.is_initialized()
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
         yield
