@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import yaml
 
+from cxraug.classifiers.evaluate import confusion_batch, metrics_from_confusion
 from cxraug.data.imageset import ImageSet
 from cxraug.data.phantom import PHANTOM_CLASSES, draw_phantoms
 from cxraug.report import save_real_samples
@@ -56,11 +57,13 @@ def _generator_unit(root: Path, key: str, regime: str) -> dict[str, Any]:
     (unit / "result.json").write_text(json.dumps({"key": key, "kind": "generator"}))
     return {"unit": key, "kind": "generator", "generator": "dcgan", "model": "dcgan", "regime": regime, "draw": 0,
             "gen_seed": 0, "kid": 0.05, "floor_kid": 0.01, "fid": 40.0, "floor_fid": 10.0, "coverage": 0.6,
-            "floor_coverage": 0.9, "memorised_fraction": 0.0, "wall_s": 12.5}
+            "floor_coverage": 0.9, "prdc_precision": 0.71, "prdc_recall": 0.43, "memorised_fraction": 0.0,
+            "wall_s": 12.5}
 
 
 def make_study_dir(root: Path, with_generator: bool = True) -> Path:
-    """Write results.csv, summary.csv, comparisons.csv, per-unit outputs, study.json, protocol.yaml."""
+    """Write results.csv, generators.csv, generator_classes.csv, summary.csv, comparisons.csv, per-unit outputs,
+    study.json, protocol.yaml."""
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
     arms = {a: r for a, r in ARMS.items() if with_generator or r != "generative"}
@@ -81,20 +84,21 @@ def make_study_dir(root: Path, with_generator: bool = True) -> Path:
                 (root / "units" / key).mkdir(parents=True)
                 (root / "units" / key / "result.json").write_text(json.dumps(
                     {"key": key, "kind": "classifier", "y_true": y_true.tolist(), "y_pred": y_pred.tolist()}))
-                cm = stats.confusion_batch(y_true, y_pred, np.arange(len(y_true))[None], len(PHANTOM_CLASSES))
-                metrics = {m: float(v[0]) for m, v in stats.metrics_from_confusion(cm).items()}
+                cm = confusion_batch(y_true, y_pred, np.arange(len(y_true))[None], len(PHANTOM_CLASSES))
+                metrics = {m: float(v[0]) for m, v in metrics_from_confusion(cm).items()}
                 rows.append({"unit": key, "kind": "classifier", "arm": arm, "role": role, "regime": regime,
                              "classifier": CLASSIFIER, "draw": 0, "gen_seed": 0 if role == "generative" else None,
                              "clf_seed": seed, "generator_unit": gen_key if role == "generative" else "",
                              **metrics, "wall_s": 3.0 + seed})
     names = list(stats.BOOTSTRAP_METRICS)
-    write_csv(root / "results.csv", rows + gen_rows)
+    write_csv(root / "results.csv", rows)
     write_csv(root / "summary.csv", stats.summarise(rows, names))
     pairs = [Pairing(regime, CLASSIFIER, arm, "none", "none", role == "generative") for regime in REGIMES
              for arm, role in arms.items() if arm != "none"]
     write_csv(root / "comparisons.csv", stats.compare(rows, pairs, names))
     if with_generator:
-        write_csv(root / "generators.csv", per_class)
+        write_csv(root / "generators.csv", gen_rows)
+        write_csv(root / "generator_classes.csv", per_class)
         write_csv(root / "generator_checkpoints.csv", checkpoints)
     write_csv(root / "skipped.csv", [{"path": "COVID/images/broken.png", "reason": "truncated PNG"}])
     train = np.concatenate([draw_phantoms(c, 4, 32, seed=1)[0] for c in PHANTOM_CLASSES])

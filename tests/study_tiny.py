@@ -39,7 +39,11 @@ def write_protocol(path: Path, raw: dict[str, Any]) -> Path:
 
 
 def results_without_timing(out: Path) -> list[dict[str, str]]:
-    """results.csv rows minus wall-clock columns, sorted by unit key."""
-    with open(out / "results.csv", newline="") as f:
-        rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in csv.DictReader(f)]
+    """Unit rows of results.csv (classifiers) and generators.csv (generators, when any) minus wall-clock
+    columns, sorted by unit key."""
+    rows = []
+    for name in ("results.csv", "generators.csv"):
+        if (out / name).is_file():
+            with open(out / name, newline="") as f:
+                rows += [{k: v for k, v in r.items() if k not in VOLATILE} for r in csv.DictReader(f)]
     return sorted(rows, key=lambda r: r["unit"])

@@ -37,12 +37,32 @@ def test_policy_keeps_shape_range_dtype(name: str) -> None:
     assert out.shape == u8.shape and out.dtype == np.uint8
 
 
+def _applied(policy, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[object, dict[str, torch.Tensor]]]]:
+    """``policy(x)`` and the parameters each of its transforms' ``transform()`` was called with."""
+    calls: list[tuple[object, dict[str, torch.Tensor]]] = []
+    for t in policy.transforms:
+        def spy(inpt, params, t=t, real=t.transform):
+            calls.append((t, params))
+            return real(inpt, params)
+        t.transform = spy
+    return policy(x), calls
+
+
 @pytest.mark.parametrize("name", POLICIES.names())
 def test_policy_parameters_within_stated_bounds(name: str) -> None:
-    drawn: dict[str, torch.Tensor] = {}
-    for t in POLICIES.get(name)().transforms:
-        drawn.update(t.sample(DRAWS))
+    """The parameters every image of a batch is transformed with (as ``transform()`` receives them when the policy
+    runs) stay within the stated bounds, use the whole range, and reproduce the policy's output."""
+    policy = POLICIES.get(name)()
+    x = torch.rand(DRAWS, 1, 8, 8) * 2 - 1
+    out, calls = _applied(policy, x)
+    assert len(calls) == len(policy.transforms)
+    drawn = {k: v for _, params in calls for k, v in params.items()}
     assert set(drawn) == set(STATED[name])
+    assert all(v.shape == (DRAWS,) for v in drawn.values())  # one draw per image, not one per batch
+    again = x
+    for t, params in calls:
+        again = type(t).transform(t, again, params)
+    assert torch.equal(again, out)  # these parameters are the ones the images were transformed with
     for key, bound in STATED[name].items():
         v = drawn[key].float()
         if key == "flip":
@@ -72,7 +92,7 @@ def test_flip_equals_torch_flip() -> None:
 
 
 def test_affine_geometry() -> None:
-    """A shift moves content by the stated fraction with edges replicated; a 90-degree rotation is rot90."""
+    """A shift moves content by the stated fraction with edges replicated; rotation has a fixed direction."""
     x = torch.arange(64.0).view(1, 1, 8, 8) / 64.0
     t = RandomAffineBatch()
     one = {"angle": torch.zeros(1), "tx": torch.zeros(1), "ty": torch.zeros(1), "scale": torch.ones(1),
@@ -80,9 +100,14 @@ def test_affine_geometry() -> None:
     shifted = t.transform(x, {**one, "tx": torch.tensor([2 / 8])})
     assert torch.allclose(shifted[..., 2:], x[..., :-2], atol=1e-6)
     assert torch.allclose(shifted[..., 0], x[..., 0], atol=1e-6)  # empty area = replicated edge pixels
+    # a positive angle turns the image clockwise as displayed (row 0 at the top): +90 deg is rot90(k=-1)
     rotated = t.transform(x, {**one, "angle": torch.tensor([90.0])})
-    assert torch.allclose(rotated, torch.rot90(x, 1, (2, 3)), atol=1e-5) or torch.allclose(
-        rotated, torch.rot90(x, -1, (2, 3)), atol=1e-5)
+    assert torch.allclose(rotated, torch.rot90(x, -1, (2, 3)), atol=1e-5)
+    dot = torch.zeros(1, 1, 33, 33)
+    dot[..., 4, 16] = 1.0  # above the centre
+    turned = t.transform(dot, {**one, "angle": torch.tensor([30.0])})[0, 0]
+    row, col = divmod(int(turned.argmax()), 33)
+    assert row < 16 and col > 16  # moved right: clockwise
     sheared = t.transform(x, {**one, "shear": torch.tensor([0.25])})  # rows move in opposite directions
     assert not torch.allclose(sheared[..., 0, :], x[..., 0, :]) and torch.allclose(
         sheared[..., 4, :], x[..., 4, :], atol=0.03)

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from cxraug.classifiers import ClassifierConfig, TrainedClassifier, evaluate, train_classifier
-from cxraug.classifiers.train import class_weight_tensor, undertrained_note
+import cxraug.classifiers.train
+from cxraug.classifiers.train import WeightedCE, class_weight_tensor, undertrained_note
 from cxraug.cli import app
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
@@ -141,21 +142,58 @@ def test_schedules(schedule: str, expected: list[float]) -> None:
     assert [h["lr"] for h in trained.history] == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
-def test_optimizers_learn(optimizer: str) -> None:
+#: the optimiser class and the settings each ``optimizer`` name must give (RMSprop: Keras' rho 0.9, eps 1e-7)
+OPTIMIZERS = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
+              "sgd": (torch.optim.SGD, {"momentum": 0.9}),
+              "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-7, "momentum": 0, "centered": False})}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_optimizers_learn(optimizer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[torch.optim.Optimizer] = []
+    real = cxraug.classifiers.train.make_optimizer
+
+    def spy(*args, **kwargs) -> torch.optim.Optimizer:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(cxraug.classifiers.train, "make_optimizer", spy)
     lr = 0.05 if optimizer == "sgd" else 2e-3
-    trained = train_classifier(bands(24, 0), bands(12, 1), tiny(epochs=3, optimizer=optimizer, lr=lr),
-                               device="cpu")
+    trained = train_classifier(bands(24, 0), bands(12, 1), tiny(epochs=3, optimizer=optimizer, lr=lr,
+                                                                 weight_decay=1e-4), device="cpu")
     assert trained.history[-1]["train_loss"] < trained.history[0]["train_loss"]
+    cls, settings = OPTIMIZERS[optimizer]
+    assert made and type(made[0]) is cls  # the Fabric wrapper is made later; this is the optimiser it steps
+    group = made[0].param_groups[0]
+    assert group["lr"] == pytest.approx(lr) and group["weight_decay"] == pytest.approx(1e-4)
+    assert {k: group[k] for k in settings} == pytest.approx(settings)
 
 
-def test_class_weights_from_training_counts() -> None:
+def test_class_weights_from_training_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     labels = np.array([0, 0, 0, 0, 0, 0, 1, 1])  # class 2 absent
     w = class_weight_tensor(labels, 3)
     assert w.tolist() == pytest.approx([8 / (3 * 6), 8 / (3 * 2), 0.0])
-    train = bands(24, 0).subset(np.r_[0:24:3, 1:24:3, 2:8:3])  # 8 / 8 / 3
+    losses: list[WeightedCE] = []
+    init = WeightedCE.__init__
+
+    def spy(self: WeightedCE, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        losses.append(self)
+
+    monkeypatch.setattr(WeightedCE, "__init__", spy)
+    train = bands(24, 0).subset(np.r_[0:24:3, 1:24:3, 2:8:3])  # 8 / 8 / 2 images
     trained = train_classifier(train, bands(6, 1), tiny(epochs=1, class_weights=True), device="cpu")
     assert len(trained.history) == 1
+    expected = [18 / (3 * 8), 18 / (3 * 8), 18 / (3 * 2)]
+    # the loss the optimiser minimises is weighted by the balanced weights of the training labels
+    assert len(losses) == 1 and losses[0].weight.tolist() == pytest.approx(expected)
+    assert losses[0]._sum.weight.tolist() == pytest.approx(expected)
+    logits, y = torch.randn(5, 3), torch.tensor([0, 1, 2, 2, 0])
+    by_hand = -(torch.tensor(expected)[y] * torch.log_softmax(logits, 1)[torch.arange(5), y]).sum()
+    assert float(losses[0].sum(logits, y)) == pytest.approx(float(by_hand), rel=1e-6)
+    losses.clear()
+    train_classifier(train, bands(6, 1), tiny(epochs=1, class_weights=False), device="cpu")
+    assert losses[0].weight.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_transfer_learning_fine_tunes_only_the_last_block(tmp_path) -> None:

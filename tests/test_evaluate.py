@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, matthews_corrcoef, precision_score,
                              recall_score, roc_auc_score)
 
-from cxraug.classifiers.evaluate import metrics_from_predictions, save_confusion_png
+from cxraug.classifiers.evaluate import (CONFUSION_METRICS, confusion_batch, metrics_from_confusion,
+                                        metrics_from_predictions, save_confusion_png)
 
 CLASSES = ["COVID", "Normal", "Viral_Pneumonia"]
 
@@ -67,3 +68,34 @@ def test_confusion_png(tmp_path, fixed) -> None:
     m = metrics_from_predictions(*fixed, CLASSES)
     save_confusion_png(m, tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_confusion_metrics_equal_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    yt, yp = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    yp[:120] = yt[:120]
+    cm = confusion_batch(yt, yp, np.arange(200)[None, :], 3)
+    m = {k: float(v[0]) for k, v in metrics_from_confusion(cm).items()}
+    assert tuple(m) == CONFUSION_METRICS
+    assert m["accuracy"] == pytest.approx(np.mean(yt == yp))
+    assert m["precision"] == pytest.approx(precision_score(yt, yp, average="macro"))
+    assert m["recall"] == pytest.approx(recall_score(yt, yp, average="macro"))
+    assert m["f1"] == pytest.approx(f1_score(yt, yp, average="macro"))
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(yt, yp))
+    spec = np.mean([np.sum((yt != c) & (yp != c)) / np.sum(yt != c) for c in range(3)])
+    assert m["specificity"] == pytest.approx(spec)
+
+
+def test_confusion_metrics_agree_with_metrics_from_predictions(fixed) -> None:
+    """One home, one answer: the vectorised confusion metrics (bootstrap, subgroups) and the test-split metrics
+    (results.csv) of the same predictions are equal, a never-predicted class included."""
+    y, prob = fixed
+    full = metrics_from_predictions(y, prob, CLASSES)
+    cm = confusion_batch(y, prob.argmax(1), np.arange(len(y))[None, :], len(CLASSES))
+    np.testing.assert_array_equal(cm[0], full["confusion_matrix"])
+    m = {k: float(v[0]) for k, v in metrics_from_confusion(cm).items()}
+    for name, key in [("accuracy", "accuracy"), ("mcc", "mcc"), ("precision", "macro_precision"),
+                      ("recall", "macro_recall"), ("f1", "macro_f1")]:
+        assert m[name] == pytest.approx(full[key], abs=1e-12), name
+    assert m["specificity"] == pytest.approx(full["macro_specificity"], abs=1e-7)  # torchmetrics: float32
+

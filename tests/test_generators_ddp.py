@@ -23,6 +23,7 @@ class Affine(Generator):
 
     name = "affine-test"
     kind = GeneratorKind.UNCONDITIONAL
+    checkpointed = ("g", "opt")
 
     def build(self) -> None:
         self.g = nn.Linear(SIZE * SIZE, SIZE * SIZE)

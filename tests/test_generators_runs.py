@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-import cxraug.generators.base as base
+import cxraug.generators.runlog as runlog
 from cxraug.cli import app
 from cxraug.data.imageset import ImageSet
 from cxraug.data.phantom import write_phantom_dataset
@@ -66,6 +66,7 @@ class Tiny(Generator):
 
     name = "tiny-test"
     kind = GeneratorKind.UNCONDITIONAL
+    checkpointed = ("w", "opt")
 
     def build(self) -> None:
         self.w = nn.Linear(1, 1)
@@ -112,7 +113,7 @@ def test_the_loss_log_of_a_2000_step_run_is_written_once_line_by_line(tmp_path, 
             return Counting(f, "losses.csv")
         return f
 
-    monkeypatch.setattr(base, "open", counting_open, raising=False)
+    monkeypatch.setattr(runlog, "open", counting_open, raising=False)  # the run log writes losses.csv
     data = ImageSet(np.zeros((8, 16, 16), np.uint8), np.zeros(8, dtype=np.int64), ["a"])
     gen = Tiny({"size": 16, "steps": 2000, "batch_size": 4, "log_every": 1, "sample_every": 1000,
                 "checkpoint_every": 1000})

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cxraug.augment.synthetic import (SyntheticPolicy, SyntheticSource, augment_splits, augment_training_set,
-                                      resize_images)
+from cxraug.augment.synthetic import SyntheticPolicy, SyntheticSource, augment_splits, augment_training_set
 from cxraug.data.imageset import ImageSet, Splits
+from cxraug.data.resize import resize_uint8
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Batch, Generator, GeneratorKind
@@ -27,6 +27,7 @@ class _Label(Generator):
 
     name = "test-label"
     kind = GeneratorKind.CONDITIONAL
+    checkpointed = ("dummy",)
 
     def build(self) -> None:
         self.dummy = torch.nn.Linear(1, 1)
@@ -44,6 +45,7 @@ class _Invert(Generator):
 
     name = "test-invert"
     kind = GeneratorKind.TRANSLATION
+    checkpointed = ("dummy",)
 
     def build(self) -> None:
         self.dummy = torch.nn.Linear(1, 1)
@@ -61,10 +63,10 @@ def _dcgan(cls: str, size: int = 16, preprocess: dict | None = None) -> Generato
 
 
 @pytest.mark.parametrize("policy,expected", [
-    (SyntheticPolicy(mode="add", n=7), {"COVID": 17, "Normal": 37, "Viral Pneumonia": 27}),
+    (SyntheticPolicy(mode="add", n_per_class=7), {"COVID": 17, "Normal": 37, "Viral Pneumonia": 27}),
     (SyntheticPolicy(mode="balance"), {"COVID": 30, "Normal": 30, "Viral Pneumonia": 30}),
     (SyntheticPolicy(mode="ratio", ratio=0.5), {"COVID": 15, "Normal": 45, "Viral Pneumonia": 30}),
-    (SyntheticPolicy(mode="add", n=5, classes=["covid"]), {"COVID": 15, "Normal": 30, "Viral Pneumonia": 20}),
+    (SyntheticPolicy(mode="add", n_per_class=5, classes=["covid"]), {"COVID": 15, "Normal": 30, "Viral Pneumonia": 20}),
 ])
 def test_policies_per_class_counts_with_one_generator_per_class(policy, expected) -> None:
     train = real_set({"COVID": 10, "Normal": 30, "Viral Pneumonia": 20})
@@ -102,26 +104,26 @@ def test_translation_generator_cycles_its_sources() -> None:
     train = real_set({"COVID": 3, "Normal": 5}, size=16)
     normal = train.of_class("Normal").images
     src = SyntheticSource(_Invert({"size": 16}), "covid", source=normal)
-    out = augment_training_set(train, [src], SyntheticPolicy(mode="add", n=7))
+    out = augment_training_set(train, [src], SyntheticPolicy(mode="add", n_per_class=7))
     assert out.counts()["COVID"] == 10
     syn = out.subset(out.synthetic)
     expect = 255 - normal[np.arange(7) % 5].astype(int)
     assert np.abs(syn.images.astype(int) - expect).max() <= 1
     with pytest.raises(CxraugError, match="source"):
-        augment_training_set(train, [SyntheticSource(_Invert({"size": 16}), "COVID")], SyntheticPolicy(mode="add", n=1))
+        augment_training_set(train, [SyntheticSource(_Invert({"size": 16}), "COVID")], SyntheticPolicy(mode="add", n_per_class=1))
 
 
 def test_resize_rule_and_space_check() -> None:
     img = np.zeros((1, 16, 16), np.uint8)
     img[:, 4:12, 4:12] = 200
-    up = resize_images(img, 32)
+    up = resize_uint8(img, 32)
     assert up.shape == (1, 32, 32) and up.dtype == np.uint8
     assert up[0, 16, 16] == 200 and up[0, 0, 0] == 0
-    assert np.array_equal(resize_images(img, 16), img)
+    assert np.array_equal(resize_uint8(img, 16), img)
     train = real_set({"COVID": 2, "Normal": 2})
     with pytest.raises(CxraugError, match="preprocessed differently"):
         augment_training_set(train, {"COVID": _dcgan("COVID", preprocess={"size": 16, "clahe": False})},
-                             SyntheticPolicy(mode="add", n=1))
+                             SyntheticPolicy(mode="add", n_per_class=1))
 
 
 def test_only_training_fold_is_augmented() -> None:
@@ -138,4 +140,4 @@ def test_policy_validation_and_uncovered_class() -> None:
         SyntheticPolicy(mode="ratio")
     train = real_set({"COVID": 2, "Normal": 2})
     with pytest.raises(CxraugError, match="no generator covers"):
-        augment_training_set(train, {"COVID": _dcgan("COVID")}, SyntheticPolicy(mode="add", n=1, classes=["Normal"]))
+        augment_training_set(train, {"COVID": _dcgan("COVID")}, SyntheticPolicy(mode="add", n_per_class=1, classes=["Normal"]))

@@ -116,3 +116,47 @@ def test_prdc_mode_dropping_keeps_precision_and_lowers_recall_coverage() -> None
 def test_prdc_lowers_k_for_tiny_sets() -> None:
     rng = np.random.default_rng(8)
     assert prdc(rng.normal(size=(4, 3)), rng.normal(size=(3, 3)))["prdc_k"] == 2
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_prdc_equals_the_prdc_package(k: int) -> None:
+    """Naeem et al.'s reference implementation (the ``prdc`` package) gives the same four numbers."""
+    reference = pytest.importorskip("prdc", reason="the prdc package (dev extra) is the reference").compute_prdc
+    rng = np.random.default_rng(10 + k)
+    real = rng.normal(size=(120, 6))
+    fake = np.concatenate([rng.normal(0.3, 1.1, size=(80, 6)), rng.normal(3.0, 0.5, size=(20, 6))])
+    ours, theirs = prdc(real, fake, k=k), reference(real, fake, nearest_k=k)
+    assert ours["prdc_k"] == k
+    for name in ("precision", "recall", "density", "coverage"):
+        assert ours[name] == pytest.approx(float(theirs[name]), rel=1e-12, abs=1e-12), name
+
+
+def test_kid_equals_torchmetrics_on_the_same_subsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchmetrics' KernelInceptionDistance on features, made to draw the subsets cxraug's seeded KID draws,
+    gives the same mean and (population vs sample) standard deviation."""
+    import torchmetrics.image.kid as tm_kid
+
+    class Identity(torch.nn.Module):
+        num_features = 16
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    rng = np.random.default_rng(11)
+    real, fake = rng.normal(size=(60, 16)), rng.normal(0.4, 1.2, size=(50, 16))
+    size, subsets, seed = 20, 7, 3
+    ours = kid(real, fake, subset_size=size, n_subsets=subsets, n_boot=0, seed=seed)
+    draws = np.random.default_rng(seed)  # kid() draws a real subset, then a fake one, per subset
+    perms = []
+    for _ in range(subsets):
+        for n in (len(real), len(fake)):
+            chosen = draws.choice(n, size, replace=False)
+            perms.append(torch.as_tensor(np.r_[chosen, np.setdiff1d(np.arange(n), chosen)]))
+    monkeypatch.setattr(tm_kid.torch, "randperm", lambda n, *a, **k: perms.pop(0))
+    metric = tm_kid.KernelInceptionDistance(feature=Identity(), subsets=subsets, subset_size=size)
+    metric.update(torch.as_tensor(real), real=True)
+    metric.update(torch.as_tensor(fake), real=False)
+    mean, sd = metric.compute()
+    assert not perms
+    assert ours["kid"] == pytest.approx(float(mean), rel=1e-6)
+    assert ours["kid_sd"] * np.sqrt((subsets - 1) / subsets) == pytest.approx(float(sd), rel=1e-5)

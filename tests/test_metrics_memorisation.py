@@ -6,7 +6,7 @@ from metrics_helpers import phantoms
 
 from cxraug.data.imageset import ImageSet
 from cxraug.metrics.memorisation import audit, drop_near_copies, gallery
-from cxraug.metrics.features import resize_uint8
+from cxraug.data.resize import resize_uint8
 
 SIZE = 64
 

@@ -75,6 +75,27 @@ def test_report_without_generators_or_extras(tmp_path: Path) -> None:
     assert "Confusion matrices" in text and "phantom-banner" not in text
 
 
+def test_generator_units_come_from_generators_csv_with_prdc_columns(tmp_path: Path) -> None:
+    out = make_study_dir(tmp_path / "study")
+    text = build_report(out).read_text()
+    table = text[text.index("<th>prdc_precision</th>"):]
+    assert "<th>prdc_recall</th>" in table and "<td>0.710</td><td>0.430</td>" in table  # the fixture's values
+    assert "generator dcgan | " + REGIMES[0] in text  # generator units in the wall-time table too
+
+
+def test_an_old_study_folder_is_refused_with_one_line_saying_rerun(tmp_path: Path) -> None:
+    """Before generators.csv, generator rows sat in results.csv (precision/recall meaning PRDC there)."""
+    out = make_study_dir(tmp_path / "study")
+    results, gens = (out / "results.csv").read_text(), (out / "generators.csv").read_text().splitlines()
+    header = results.splitlines()[0].split(",")
+    old_rows = [dict(zip(gens[0].split(","), line.split(","))) for line in gens[1:]]
+    (out / "results.csv").write_text(results + "".join(",".join(r.get(k, "") for k in header) + "\n"
+                                                       for r in old_rows))
+    with pytest.raises(CxraugError, match=r"older cxraug .*re-run `cxraug study PROTOCOL --out") as exc:
+        build_report(out)
+    assert "\n" not in str(exc.value)  # a CxraugError: the CLI prints it as one line
+
+
 def test_missing_results_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CxraugError, match="results.csv, summary.csv missing"):
         build_report(tmp_path)

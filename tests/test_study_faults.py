@@ -47,15 +47,25 @@ def _in_process(base: dict[str, Any], out: Path) -> None:
     run_study(load_protocol(base["study"].proto), out)
 
 
+def after_a_unit(counts: dict[str, int], seed: int) -> str:
+    """A seeded kill among the unit-result writes from the 3rd on: the first unit (2 writes: its pool or history,
+    then result.json) has finished by then, so the resumed run must reuse it."""
+    return f"kill@result:{random.Random(f'{seed}/after-a-unit').randint(3, counts['result'])}"
+
+
 @pytest.mark.slow
 def test_killed_at_seeded_moments_resumes_identical(base: dict[str, Any]) -> None:
-    moments = kill_moments(base["counts"], KILLS, SEED)
-    failed = []
+    moments = kill_moments(base["counts"], KILLS, SEED) + [after_a_unit(base["counts"], SEED)]
+    failed, records = [], []
     for i, fault in enumerate(moments):
         rec = kill_trial(base["study"], base["root"] / f"kill{i}", fault, base["expected"])
+        records.append(rec)
         if not rec["survived"]:
             failed.append(f"CXRAUG_FAULT={fault} (seed {SEED}, trial {i}): {rec}")
     assert not failed, "\n".join(failed)
+    # at least one kill came after a finished unit, and the resumed run reused exactly what had finished
+    assert records[-1]["killed"] and records[-1]["units_done_at_kill"] >= 1, records[-1]
+    assert records[-1]["reused"] == records[-1]["units_done_at_kill"]
 
 
 def test_kill_moments_are_seeded_and_spread_over_every_phase(base: dict[str, Any]) -> None:
@@ -63,6 +73,8 @@ def test_kill_moments_are_seeded_and_spread_over_every_phase(base: dict[str, Any
     assert set(counts) == {"data", "generator", "checkpoint", "classifier", "result", "output", "report"}
     moments = kill_moments(counts, 21, SEED)
     assert moments == kill_moments(counts, 21, SEED) != kill_moments(counts, 21, SEED + 1)
+    late = after_a_unit(counts, SEED)
+    assert late == after_a_unit(counts, SEED) and 3 <= int(late.rsplit(":", 1)[1]) <= counts["result"]
     hit = [m.split("@")[1].split(":") for m in moments]
     assert {p for p, _ in hit} == set(counts)
     assert all(1 <= int(n) <= counts[p] for p, n in hit)
@@ -216,6 +228,7 @@ def test_non_finite_losses_fail_their_units_and_the_study_continues(tmp_path: Pa
     """A classifier repeat whose loss explodes (learning rate 1e30) and a generator whose loss becomes nan: both
     units are marked failed, the arms' lost repeats are named, every other unit runs, and a re-run is identical."""
     import cxraug.classifiers as clf
+    import cxraug.study.units
     from cxraug.generators.dcgan import DCGAN
 
     real_train, real_step = clf.train_classifier, DCGAN.train_step
@@ -227,14 +240,16 @@ def test_non_finite_losses_fail_their_units_and_the_study_continues(tmp_path: Pa
         losses = real_step(self, batch)
         return {**losses, "g": float("nan")} if self.step == 5 and self.classes == ["Normal"] else losses
 
-    monkeypatch.setattr(clf, "train_classifier", explode)
+    monkeypatch.setattr(cxraug.study.units, "train_classifier", explode)
     monkeypatch.setattr(DCGAN, "train_step", nan_step)
     raw = tiny_protocol(tmp_path / "cache", training={"add_baselines": False})
     proto = load_protocol(write_protocol(tmp_path / "p.yaml", raw))
     run_study(proto, tmp_path / "out")
-    with open(tmp_path / "out" / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    status = {(r["kind"], r["arm"], r["clf_seed"]): r["status"] for r in rows}
+    rows = []
+    for name in ("results.csv", "generators.csv"):  # classifier units, generator units
+        with open(tmp_path / "out" / name, newline="") as f:
+            rows += list(csv.DictReader(f))
+    status = {(r["kind"], r.get("arm", ""), r.get("clf_seed", "")): r["status"] for r in rows}
     assert status[("classifier", "none", "0")] == "ok"
     assert status[("classifier", "none", "1")] == "failed: non-finite loss"
     assert status[("classifier", "dcgan", "0")] == status[("classifier", "dcgan", "1")] == \

@@ -89,7 +89,7 @@ def test_generator_shared_by_classifiers_and_seeds(tmp_path: Path) -> None:
     (gen,) = plan.of_kind("generator")
     users = plan.consumers(gen.key)
     assert len(users) == 4  # 2 classifiers x 2 seeds, one generator unit
-    assert gen.spec["pool"] == {"A": 5, "B": 5}
+    assert gen.spec.pool == {"A": 5, "B": 5}
     assert len(plan.of_kind("classifier")) == 8
     assert len({u.key for u in plan.units}) == len(plan.units)
 
@@ -116,9 +116,9 @@ def test_balance_policy_pool_and_equal_steps(tmp_path: Path) -> None:
            "training": {"equal_steps": True}}
     plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
     (gen,) = plan.of_kind("generator")
-    assert gen.spec["pool"] == {"B": 20}  # B up to A's 30 real images
+    assert gen.spec.pool == {"B": 20}  # B up to A's 30 real images
     # budgets counted on the 40 *real* images (batch 32: 2 steps a pass), the same for every arm of a classifier
-    budgets = {(u.fields["classifier"], u.fields["arm"]): u.spec["budget"] for u in plan.of_kind("classifier")}
+    budgets = {(u.fields["classifier"], u.fields["arm"]): u.spec.budget.model_dump() for u in plan.of_kind("classifier")}
     for arm in ("none", "gen", "over"):
         assert budgets[("a", arm)] == {"eval_every": 2, "max_steps": 2, "early_stopping": False}  # 1 epoch
         assert budgets[("b", arm)] == {"eval_every": 2, "max_steps": 4, "early_stopping": False}  # 2 epochs
@@ -129,11 +129,11 @@ def test_shared_budget_overrides_and_early_stopping_mode(tmp_path: Path) -> None
            "training": {"equal_steps": False}}
     plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
     # no budget given: the automatic one (40 passes of 2 steps < 400 steps; a check every pass < 10 steps)
-    assert {str(u.spec["budget"]) for u in plan.of_kind("classifier")} == {
+    assert {str(u.spec.budget.model_dump()) for u in plan.of_kind("classifier")} == {
         str({"eval_every": 10, "max_steps": 400, "early_stopping": True})}
     raw["training"] = {"max_steps": 77, "eval_every": 7}
     plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
-    assert {str(u.spec["budget"]) for u in plan.of_kind("classifier")} == {
+    assert {str(u.spec.budget.model_dump()) for u in plan.of_kind("classifier")} == {
         str({"eval_every": 7, "max_steps": 77, "early_stopping": False})}
 
 

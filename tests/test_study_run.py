@@ -3,6 +3,7 @@ other faults: tests/test_study_faults.py)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,19 @@ def test_generator_trained_once_and_reused(tmp_path: Path, cache_dir: Path, monk
     assert len(calls) == 2  # one unit: one DCGAN per class (2 classes), not one per classifier or seed
     rows = results_without_timing(out)
     gen_units = [r for r in rows if r["kind"] == "generator"]
-    users = [r for r in rows if r["arm"] == "dcgan"]
+    users = [r for r in rows if r.get("arm") == "dcgan"]  # generator units have no arm
     assert len(gen_units) == 1 and len(users) == 4
     assert {r["generator_unit"] for r in users} == {gen_units[0]["unit"]}
+    # classifier units in results.csv, generator units in generators.csv, PRDC named apart from classifier metrics
+    with open(out / "results.csv", newline="") as f:
+        assert {r["kind"] for r in csv.DictReader(f)} == {"classifier"}
+    with open(out / "generators.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert [r["kind"] for r in reader] == ["generator"]
+    columns = set(reader.fieldnames or [])
+    assert {"kid", "coverage", "prdc_precision", "prdc_recall", "prdc_density"} <= columns
+    assert not columns & {"precision", "recall", "density", "f1", "arm"}
+    assert (out / "generator_classes.csv").is_file()
     # a third classifier later: the generator unit (and the finished classifier units) are reused
     three = two + [{"name": "cnn-c", "model": "custom-cnn", "config": {"epochs": 1, "batch_size": 4}}]
     run_study(_proto(tmp_path, cache_dir, classifiers=three), out)
@@ -70,6 +81,7 @@ def test_generator_trained_once_and_reused(tmp_path: Path, cache_dir: Path, monk
 def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import cxraug.classifiers as clf
+    import cxraug.study.units
 
     seen: list[tuple[ImageSet, ImageSet]] = []
     real_train = clf.train_classifier
@@ -78,7 +90,7 @@ def test_canary_synthetic_images_stay_in_training(tmp_path: Path, cache_dir: Pat
         seen.append((train, val))
         return real_train(train, val, cfg, **kwargs)
 
-    monkeypatch.setattr(clf, "train_classifier", spy)
+    monkeypatch.setattr(cxraug.study.units, "train_classifier", spy)
     out = tmp_path / "out"
     run_study(_proto(tmp_path, cache_dir, arms=[
         {"name": "none"}, {"name": "dcgan", "generator": "dcgan", "policy": {"mode": "add", "n_per_class": 12}}],

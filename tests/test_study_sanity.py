@@ -61,7 +61,7 @@ def test_noise_is_far_copy_is_flagged(tmp_path: Path) -> None:
                  training={"max_steps": 20, "eval_every": 10, "add_baselines": False},
                  metrics={"image_metrics": True, "samples": 60, "bootstrap": 200,
                           "encoder": {"epochs": 3, "size": 32}})
-    gens = {r["generator"]: r for r in _csv(out / "results.csv") if r["kind"] == "generator"}
+    gens = {r["generator"]: r for r in _csv(out / "generators.csv")}
     noise, orc, copy = gens["noise"], gens["oracle"], gens["copy"]
     assert float(noise["kid"]) > 10 * max(float(noise["floor_kid"]), 1e-3)
     assert float(noise["coverage"]) < 0.2 < float(noise["floor_coverage"])

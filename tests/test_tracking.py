@@ -40,8 +40,11 @@ def test_study_units_are_mlflow_runs_with_the_results(tmp_path: Path, monkeypatc
     plan = json.loads((out / "plan.json").read_text())
     assert set(units) == {u["key"] for u in plan} and len(runs) == len(plan) + 1
     assert {r.data.tags["mlflow.parentRunId"] for r in units.values()} == {study.info.run_id}
-    with open(out / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = []
+    for name in ("results.csv", "generators.csv"):  # classifier units, generator units
+        with open(out / name, newline="") as f:
+            rows += list(csv.DictReader(f))
+    assert {r["kind"] for r in rows} == {"classifier", "generator"}
     for row in rows:
         run = units[row["unit"]]
         assert run.data.params["arm" if row["kind"] == "classifier" else "generator"] == \

@@ -14,6 +14,7 @@ Files written before checksums existed carry none and are read unverified. Damag
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import io as _io
@@ -24,7 +25,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -81,6 +82,26 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None, header: bool = True) -> str:
+    """The one CSV format of cxraug: ``\\n`` line ends, columns ``fields`` (default: every key of the rows, in
+    the order first seen); a row with a key outside ``fields`` is an error."""
+    rows = list(rows)
+    if fields is None:
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    if header:
+        w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]],
+              fields: Sequence[str] | None = None) -> None:
+    """:func:`csv_text` written atomically."""
+    write_text(path, csv_text(rows, fields))
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:

@@ -55,7 +55,8 @@ class _BatchTransform(v2.Transform):
 
 
 class RandomAffineBatch(_BatchTransform):
-    """Rotation (deg), shift (fraction of the side), zoom (scale 1 +- zoom), shear factor; edge replication."""
+    """Rotation (deg; a positive angle turns the image clockwise as displayed), shift (fraction of the side),
+    zoom (scale 1 +- zoom), shear factor; edge replication."""
 
     def __init__(self, degrees: float = 0.0, translate: float = 0.0, zoom: float = 0.0, shear: float = 0.0) -> None:
         super().__init__()

@@ -14,7 +14,7 @@ to the largest class's real count, or ``ratio`` synthetic:real per class.
 **Space rule.** Generators emit uint8 images in the preprocessed space they were trained in; the classifier's
 training set lives in the same preprocessing at its own size S. Synthetic images are therefore never
 re-preprocessed (no second crop/CLAHE); they are only resized from the generator's size to S by one rule,
-:func:`resize_images`: bilinear interpolation with antialiasing (``torch.nn.functional.interpolate``,
+:func:`cxraug.data.resize.resize_uint8`: bilinear interpolation with antialiasing (``torch.nn.functional.interpolate``,
 ``align_corners=False``, ``antialias=True``) on intensities 0..255, rounded and clipped to uint8 - the rule the
 metrics package uses before its feature extractors. Translation
 sources go the other way (S -> generator size) by the same rule. A generator whose recorded preprocessing differs
@@ -28,34 +28,63 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cxraug.data.imageset import ImageSet, Splits
 from cxraug.data.names import match_class, normalize
+from cxraug.data.resize import resize_uint8
 from cxraug.errors import CxraugError
-from cxraug.generators.base import Generator, GeneratorKind
+
+#: the ``kind`` values of :class:`Sampler` (``cxraug.generators.base.GeneratorKind`` is a ``str`` enum of them)
+UNCONDITIONAL, CONDITIONAL, TRANSLATION = "unconditional", "conditional", "translation"
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """What the plug-in needs of a trained generator (``cxraug.generators.base.Generator`` provides it; the
+    plug-in sits below the generators layer and never imports it)."""
+
+    name: str
+    kind: str
+    classes: list[str]
+    preprocess: dict[str, Any]
+    config: Any  # has ``size``: the generator's image size
+    #: a translation model that picks its own inputs: the class it produces (None: pass its inputs, or not one)
+    target_class: str | None
+
+    def source_images(self, train: ImageSet) -> np.ndarray | None:
+        """A translation model's inputs from a training fold (None where ``target_class`` is None)."""
+        ...
+
+    def sample(self, n: int, label: Any = None, source: np.ndarray | None = None,
+               seed: int | None = None) -> np.ndarray: ...
 
 
 class SyntheticPolicy(BaseModel):
-    """How many synthetic images each class receives."""
+    """How many synthetic (or, for oversampling, repeated real) images each class gets - the protocol's
+    ``arms[].policy`` block and the plug-in's argument alike.
 
-    model_config = ConfigDict(extra="forbid")
+    ``add``: ``n_per_class`` more images of each listed class. ``balance``: every class up to the largest
+    class's real count. ``ratio``: ``ratio`` x the class's real count more images.
+    """
 
-    mode: Literal["add", "balance", "ratio"] = Field(
-        description="add: n per class; balance: up to the largest class's real count; ratio: ratio x real count")
-    n: int | None = Field(None, ge=0, description="images per class (mode add)")
-    ratio: float | None = Field(None, ge=0, description="synthetic images per real image of the class (mode ratio)")
-    classes: list[str] | None = Field(None, description="classes that receive images; None = all with a generator")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["add", "balance", "ratio"]
+    n_per_class: int | None = Field(None, ge=1, description="images per class (mode add)")
+    ratio: float | None = Field(None, gt=0, description="synthetic images per real image of the class (mode ratio)")
+    classes: list[str] | None = Field(None, description="classes that receive images; null = all (with a "
+                                      "generator)")
 
     @model_validator(mode="after")
     def _needs(self) -> "SyntheticPolicy":
-        if self.mode == "add" and self.n is None:
-            raise ValueError("policy mode 'add' needs n (images per class)")
+        if self.mode == "add" and self.n_per_class is None:
+            raise ValueError("mode 'add' needs n_per_class")
         if self.mode == "ratio" and self.ratio is None:
-            raise ValueError("policy mode 'ratio' needs ratio (synthetic:real)")
+            raise ValueError("mode 'ratio' needs ratio")
         return self
 
 
@@ -63,65 +92,71 @@ class SyntheticPolicy(BaseModel):
 class SyntheticSource:
     """One generator producing images of class ``label`` (``source``: uint8 inputs of a translation model)."""
 
-    generator: Generator
+    generator: Sampler
     label: str
     source: np.ndarray | None = None
 
 
-GeneratorsArg = Generator | Mapping[str, Generator] | Sequence[SyntheticSource]
-
-
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, s, s) -> uint8 (N, size, size): the plug-in's single resize rule (see module docstring); the
-    same function the metrics package resizes with (:func:`cxraug.metrics.scorer.resize_uint8`)."""
-    from cxraug.metrics.scorer import resize_uint8
-
-    return resize_uint8(images, size)
+GeneratorsArg = Sampler | Mapping[str, Sampler] | Sequence[SyntheticSource]
 
 
 def resolve_sources(train: ImageSet, generators: GeneratorsArg) -> list[SyntheticSource]:
     """Normalise the ways generators can be given into one :class:`SyntheticSource` per covered class."""
-    if isinstance(generators, Generator):
+    if isinstance(generators, Sampler):
         gen = generators
-        if gen.kind is GeneratorKind.CONDITIONAL:
+        if gen.kind == CONDITIONAL:
             known = {normalize(c) for c in gen.classes}
             names = [c for c in train.classes if normalize(c) in known]
             if not names:
                 raise CxraugError(f"{gen.name} knows classes {gen.classes}, none of the training set's "
                                   f"{train.classes}")
             return [SyntheticSource(gen, c) for c in names]
-        if gen.kind is GeneratorKind.TRANSLATION:
-            if not hasattr(gen, "target_class") or not hasattr(gen, "source_images"):
+        if gen.kind == TRANSLATION:
+            target = gen.target_class
+            source = gen.source_images(train) if target is not None else None
+            if target is None or source is None:
                 raise CxraugError(f"{gen.name} translates images: pass SyntheticSource(generator, label, source=...)")
-            label = train.classes[match_class(gen.target_class, train.classes)]
-            return [SyntheticSource(gen, label, source=gen.source_images(train))]
+            label = train.classes[match_class(target, train.classes)]
+            return [SyntheticSource(gen, label, source=source)]
         return [SyntheticSource(gen, train.classes[match_class(gen.classes[0], train.classes)])]
     if isinstance(generators, Mapping):
         return [SyntheticSource(g, train.classes[match_class(k, train.classes)]) for k, g in generators.items()]
     return [dataclasses.replace(s, label=train.classes[match_class(s.label, train.classes)]) for s in generators]
 
 
-def synthetic_counts(train: ImageSet, policy: SyntheticPolicy, covered: Sequence[str]) -> dict[str, int]:
-    """Synthetic images to add per class name (covered classes only; counts based on *real* images)."""
-    real = np.bincount(train.labels[~train.synthetic], minlength=len(train.classes))
-    wanted = covered if policy.classes is None else [
-        train.classes[match_class(c, train.classes)] for c in policy.classes]
+def policy_counts(policy: SyntheticPolicy, real: Mapping[str, int], covered: Sequence[str]) -> dict[str, int]:
+    """Images to add per class name, from the *real* images per class (every class, in class order); only
+    ``covered`` classes (those with a generator) may receive any."""
+    classes = list(real)
+    wanted = list(covered) if policy.classes is None else [classes[match_class(c, classes)] for c in policy.classes]
     missing = [c for c in wanted if c not in covered]
     if missing:
         raise CxraugError(f"policy asks for synthetic {missing} but no generator covers them (covered: {covered})")
+    largest = max(real.values(), default=0)
     out = {}
     for c in wanted:
-        k = real[train.classes.index(c)]
+        k = int(real[c])
         if policy.mode == "add":
-            out[c] = int(policy.n or 0)
+            out[c] = int(policy.n_per_class or 0)
         elif policy.mode == "balance":
-            out[c] = int(max(0, real.max() - k))
+            out[c] = max(0, largest - k)
         else:
             out[c] = int(round(float(policy.ratio or 0.0) * k))
     return out
 
 
-def _check_space(gen: Generator, train: ImageSet) -> None:
+def real_counts(train: ImageSet) -> dict[str, int]:
+    """Real (not synthetic) images per class, every class in class order."""
+    real = np.bincount(train.labels[~train.synthetic], minlength=len(train.classes))
+    return {c: int(n) for c, n in zip(train.classes, real)}
+
+
+def synthetic_counts(train: ImageSet, policy: SyntheticPolicy, covered: Sequence[str]) -> dict[str, int]:
+    """Synthetic images to add per class name of ``train`` (covered classes only; based on *real* images)."""
+    return policy_counts(policy, real_counts(train), covered)
+
+
+def _check_space(gen: Sampler, train: ImageSet) -> None:
     theirs = {k: v for k, v in gen.preprocess.items() if k != "size"}
     ours = {k: v for k, v in dict(train.meta.get("preprocess") or {}).items() if k != "size"}
     diff = sorted(k for k in set(theirs) & set(ours) if theirs[k] != ours[k])
@@ -134,6 +169,12 @@ def _check_space(gen: Generator, train: ImageSet) -> None:
 def class_seed(seed: int, label_index: int) -> int:
     """Independent sampling seed per (run seed, class)."""
     return int(np.random.SeedSequence([int(seed), int(label_index)]).generate_state(1)[0])
+
+
+def empty_synthetic(train: ImageSet) -> ImageSet:
+    """No synthetic images, in ``train``'s space and class list."""
+    return ImageSet(np.zeros((0, train.size, train.size), np.uint8), np.zeros(0), list(train.classes),
+                    meta=dict(train.meta))
 
 
 def generate_synthetic(train: ImageSet, generators: GeneratorsArg, policy: SyntheticPolicy,
@@ -150,19 +191,17 @@ def generate_synthetic(train: ImageSet, generators: GeneratorsArg, policy: Synth
         _check_space(gen, train)
         li = train.classes.index(label)
         source = None
-        if gen.kind is GeneratorKind.TRANSLATION:
+        if gen.kind == TRANSLATION:
             if s.source is None or len(s.source) == 0:
                 raise CxraugError(f"{gen.name} ({label}) is a translation model and needs source images")
-            source = resize_images(np.asarray(s.source)[np.arange(n) % len(s.source)], gen.config.size)
-        imgs = gen.sample(n, label=label if gen.kind is GeneratorKind.CONDITIONAL else None, source=source,
+            source = resize_uint8(np.asarray(s.source)[np.arange(n) % len(s.source)], gen.config.size)
+        imgs = gen.sample(n, label=label if gen.kind == CONDITIONAL else None, source=source,
                           seed=class_seed(seed, li))
         names = [f"synthetic:{gen.name}:{label}:{k}" for k in range(n)]
-        parts.append(ImageSet(images=resize_images(imgs, train.size), labels=np.full(n, li), classes=train.classes,
+        parts.append(ImageSet(images=resize_uint8(imgs, train.size), labels=np.full(n, li), classes=train.classes,
                               patient_ids=np.asarray(names, dtype=object), paths=names,
                               synthetic=np.ones(n, dtype=bool), meta=dict(train.meta)))
-    empty = ImageSet(np.zeros((0, train.size, train.size), np.uint8), np.zeros(0), list(train.classes),
-                     meta=dict(train.meta))
-    out = empty
+    out = empty_synthetic(train)
     for p in parts:
         out = out.concat(p)
     return out

@@ -100,8 +100,8 @@ def train_classifier_cmd(
     from cxraug.classifiers.evaluate import evaluate, save_confusion_png
     from cxraug.classifiers.train import train_classifier, undertrained_note
     from cxraug.data import PreprocessConfig, apply_regime, load_splits
+    from cxraug.data.imageset import data_fingerprint
     from cxraug.io import write_json
-    from cxraug.metrics.encoder import data_fingerprint
     from cxraug.stamp import run_record, run_stamp
 
     o, fields = merge_config_file(ctx, config)
@@ -168,12 +168,11 @@ def predict_cmd(
     rows = predict_files(model, expand_paths(images), device=device)
     skipped = [r for r in rows if r["error"]]
     if out is None:
-        import csv
         import sys
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        from cxraug.io import csv_text
+
+        sys.stdout.write(csv_text(rows, list(rows[0])))
     else:
         write_predictions_csv(rows, out)
         console.print(f"{len(rows) - len(skipped)} images predicted -> {out}")

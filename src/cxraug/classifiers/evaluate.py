@@ -12,6 +12,10 @@ class probabilities into a JSON-able dict:
 * ``per_class`` {name: precision, recall, f1, specificity, auc, support}, ``confusion_matrix`` (rows = true,
   columns = predicted, every class listed), ``classification_report`` (scikit-learn's text table),
   ``classes``, ``n``.
+
+:func:`metrics_from_confusion` computes the label metrics (accuracy, macro precision/recall/F1/specificity, MCC)
+of many confusion matrices at once, vectorised (:func:`confusion_batch` builds them from resampled predictions):
+what the study's test-image bootstrap and subgroup tables use; a test holds it equal to scikit-learn.
 """
 
 from __future__ import annotations
@@ -67,6 +71,42 @@ def metrics_from_predictions(y_true: Sequence[int] | np.ndarray, y_prob: np.ndar
         for c, name in enumerate(classes)
     }
     return out
+
+
+#: the keys of :func:`metrics_from_confusion` (macro averages but accuracy and MCC)
+CONFUSION_METRICS = ("accuracy", "precision", "recall", "f1", "specificity", "mcc")
+
+
+def confusion_batch(y_true: np.ndarray, y_pred: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
+    """Confusion matrices (B, K, K) [true, predicted] of ``index`` (B, N) resamples of one prediction set."""
+    codes = y_true[index] * k + y_pred[index]
+    b = index.shape[0]
+    flat = codes + (np.arange(b) * k * k)[:, None]
+    return np.bincount(flat.ravel(), minlength=b * k * k).reshape(b, k, k).astype(float)
+
+
+def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro precision/recall/F1/specificity and multi-class MCC of confusion matrices (..., K, K)."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    total = cm.sum(axis=(-2, -1))
+    true_n = cm.sum(axis=-1)  # per true class
+    pred_n = cm.sum(axis=-2)  # per predicted class
+    fp, fn = pred_n - tp, true_n - tp
+    tn = total[..., None] - tp - fp - fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(pred_n > 0, tp / pred_n, 0.0)
+        recall = np.where(true_n > 0, tp / true_n, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        specificity = np.where(tn + fp > 0, tn / (tn + fp), 0.0)
+        correct = tp.sum(axis=-1)
+        cov_xy = correct * total - (true_n * pred_n).sum(axis=-1)
+        cov_xx = total**2 - (pred_n**2).sum(axis=-1)
+        cov_yy = total**2 - (true_n**2).sum(axis=-1)
+        denom = np.sqrt(cov_xx * cov_yy)
+        mcc = np.where(denom > 0, cov_xy / np.where(denom > 0, denom, 1.0), 0.0)
+        accuracy = correct / np.where(total > 0, total, 1.0)
+    return {"accuracy": accuracy, "precision": precision.mean(-1), "recall": recall.mean(-1), "f1": f1.mean(-1),
+            "specificity": specificity.mean(-1), "mcc": mcc}
 
 
 def evaluate(model: "TrainedClassifier", test: ImageSet, batch_size: int = 128, device: str = "auto") -> dict[str, Any]:

@@ -8,8 +8,6 @@ skipped), and returns one row per file: ``path``, ``prediction``, ``p_<class>`` 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,7 +18,7 @@ from cxraug.classifiers.train import TrainedClassifier
 from cxraug.data.decode import SUFFIXES, SkippedImage, decode_file
 from cxraug.data.preprocess import PreprocessConfig, preprocess
 from cxraug.errors import CxraugError
-from cxraug.io import write_text
+from cxraug.io import write_csv
 from cxraug.ui import track
 
 
@@ -69,8 +67,4 @@ def predict_files(model: TrainedClassifier, paths: list[Path], batch_size: int =
 
 
 def write_predictions_csv(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
+    write_csv(path, rows, list(rows[0]))

@@ -41,8 +41,6 @@
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import os
@@ -66,7 +64,7 @@ from cxraug.classifiers.heads import HEADS
 from cxraug.data.imageset import ImageSet, to_unit
 from cxraug.device import make_fabric, resolve_device, seed_everything
 from cxraug.errors import CxraugError
-from cxraug.io import torch_load, torch_save, write_text
+from cxraug.io import torch_load, torch_save, write_csv
 from cxraug.ui import make_progress
 
 CHECKPOINT_FORMAT = "cxraug-classifier/1"
@@ -505,11 +503,7 @@ def non_finite_note(row: dict[str, Any], best_check: int) -> str:
 
 
 def write_history_csv(history: list[dict[str, Any]], path: str | os.PathLike[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]) if history else ["epoch"])
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(path, buf.getvalue())
+    write_csv(path, history, list(history[0]) if history else ["epoch"])
 
 
 def _fit_rank(fabric: Fabric, threads: int, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,

@@ -27,8 +27,9 @@ from scipy.sparse.csgraph import connected_components
 
 from cxraug.data.imageset import ImageSet
 from cxraug.data.load import DatasetTable, read_dataset
-from cxraug.data.preprocess import PreprocessConfig, resize
+from cxraug.data.preprocess import PreprocessConfig
 from cxraug.data.splits import assign_splits
+from cxraug.data.thumbnails import centre_rows, thumbnails, unit_rows
 from cxraug.ui import console, track
 
 NEAR_DISTANCE = 12  # pHash candidates: bits of 64 ...
@@ -63,14 +64,11 @@ def hash_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 512) -> np.nd
 
 def _thumbnails(images: np.ndarray, side: int = THUMB) -> np.ndarray:
     """float32 (N, side, side) area-resized thumbnails."""
-    return np.stack([resize(img, side, side) for img in images]).astype(np.float32) if len(images) else \
-        np.zeros((0, side, side), np.float32)
+    return thumbnails(images, side, "area")
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
-    x = x.reshape(len(x), -1)
-    x = x - x.mean(axis=1, keepdims=True)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
+    return unit_rows(centre_rows(x), 1e-6, add=True)
 
 
 def shift_correlation(thumbs: np.ndarray, pairs: np.ndarray, shift: int = SHIFT, chunk: int = 4096) -> np.ndarray:

@@ -7,6 +7,8 @@ Synthetic images enter the same space and are marked ``synthetic=True``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -116,3 +118,13 @@ class Splits:
     val: ImageSet
     test: ImageSet
     skipped: list[dict[str, str]] = field(default_factory=list)  # [{"path", "reason"}]
+
+
+def data_fingerprint(train: ImageSet) -> str:
+    """SHA-256 of the images, labels and class names (order-sensitive)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(train.images).tobytes())
+    h.update(np.ascontiguousarray(train.labels).tobytes())
+    h.update(json.dumps(list(train.classes)).encode())
+    h.update(str(train.images.shape).encode())
+    return h.hexdigest()

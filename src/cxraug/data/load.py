@@ -9,8 +9,6 @@ with the images with :func:`image_meta_column`. A manifest ``split`` column land
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,7 @@ from cxraug.data.layouts import Discovery, discover
 from cxraug.data.names import match_class
 from cxraug.data.preprocess import PreprocessConfig, preprocess
 from cxraug.errors import CxraugError
-from cxraug.io import write_text
+from cxraug.io import write_csv
 from cxraug.ui import banner, console, track
 
 
@@ -176,11 +174,7 @@ def skipped_summary(skipped: list[dict[str, str]], total: int) -> str:
 
 def write_skipped(path: str | Path, skipped: list[dict[str, str]]) -> None:
     """Write ``skipped.csv`` (columns path, reason) atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["path", "reason"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({"path": s["path"], "reason": s["reason"]} for s in skipped)
-    write_text(path, buf.getvalue())
+    write_csv(path, ({"path": s["path"], "reason": s["reason"]} for s in skipped), fields=["path", "reason"])
 
 
 def image_meta_column(imageset: ImageSet, column: str) -> np.ndarray:

@@ -137,6 +137,7 @@ class ACGAN(Generator):
     name = "acgan"
     kind = GeneratorKind.CONDITIONAL
     Config = ACGANConfig
+    checkpointed = ("G", "D", "opt_g", "opt_d")
     ema_targets = ("G",)
     config: ACGANConfig
 

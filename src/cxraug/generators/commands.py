@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -120,14 +119,14 @@ def _source_images(gen: Generator, source: str, target: Optional[str]) -> tuple[
     from cxraug.data import PreprocessConfig, load_splits
     from cxraug.data.names import match_class
 
-    if not hasattr(gen, "source_images") or not hasattr(gen, "target_class"):
+    if gen.target_class is None:
         raise CxraugError(f"{gen.name} does not say which class it translates from")
     if target is not None and match_class(target, [gen.target_class]) != 0:
         raise CxraugError(f"{gen.name} translates into {gen.target_class!r}, not {target!r}")
     splits = load_splits(source, preprocess=PreprocessConfig(**gen.preprocess) if gen.preprocess else
                          PreprocessConfig(size=gen.config.size))
     images = gen.source_images(splits.train)
-    if len(images) == 0:
+    if images is None or len(images) == 0:
         raise CxraugError(f"no training images of the source class under {source}")
     return images, gen.target_class
 
@@ -185,10 +184,7 @@ def generate(
         Image.fromarray(images[k]).save(out / file)
         rows.append({"file": file, "label": names[k], "seed": seed, "index": k, "model": gen.name, "step": gen.step,
                      **sampling})
-    with io.atomic_path(out / "manifest.csv") as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    io.write_csv(out / "manifest.csv", rows, list(rows[0]))
     console.print(f"wrote {n} images of {sorted(set(names))} from {gen.name} (step {gen.step}) to {out}")
 
 
@@ -230,10 +226,7 @@ def score_checkpoints_cmd(
     folder = run.parent.parent if run.is_file() else run
     path = out or folder / "checkpoint_scores.csv"
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    with io.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    io.write_csv(path, rows, fields)
     shown = [k for k in fields if "/" not in k]
     table = Table(title=f"{folder}: checkpoints against real {rows[0]['against']} images")
     for k in shown:

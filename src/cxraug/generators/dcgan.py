@@ -129,6 +129,7 @@ class DCGAN(Generator):
     name = "dcgan"
     kind = GeneratorKind.UNCONDITIONAL
     Config = DCGANConfig
+    checkpointed = ("G", "D", "opt_G", "opt_D")
     ema_targets = ("G",)
     config: DCGANConfig
     #: normalisation between the discriminator's hidden convolutions

@@ -100,6 +100,7 @@ class DDPM(Generator):
     name = "ddpm"
     kind = GeneratorKind.CONDITIONAL
     Config = DDPMConfig
+    checkpointed = ("unet", "opt")
     ema_targets = ("unet",)
     config: DDPMConfig
 

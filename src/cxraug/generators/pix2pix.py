@@ -51,6 +51,7 @@ from torch import nn
 
 from cxraug.data.imageset import ImageSet
 from cxraug.data.names import match_class
+from cxraug.data.thumbnails import centre_rows, thumbnails, unit_rows
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
@@ -146,9 +147,7 @@ class PatchDiscriminator(nn.Module):
 
 def _thumbnail_features(images: np.ndarray) -> torch.Tensor:
     """16 x 16 area-downsampled images, each normalised to zero mean and unit norm (cosine space)."""
-    x = F.adaptive_avg_pool2d(torch.as_tensor(images).float().unsqueeze(1), 16).flatten(1)
-    x = x - x.mean(1, keepdim=True)
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    return unit_rows(centre_rows(torch.as_tensor(thumbnails(images, 16, "mean"))), 1e-6)
 
 
 @GENERATORS.register("pix2pix")
@@ -158,6 +157,7 @@ class Pix2Pix(Generator):
     name = "pix2pix"
     kind = GeneratorKind.TRANSLATION
     Config = Pix2PixConfig
+    checkpointed = ("G", "D", "opt_g", "opt_d")
     ema_targets = ("G",)
     config: Pix2PixConfig
 

@@ -38,6 +38,7 @@ def _seed_from(rng: torch.Generator) -> int:
 class _Reference(Generator):
     kind = GeneratorKind.CONDITIONAL
     Config = ReferenceConfig
+    checkpointed = ()  # no networks; the copy generator's memory is its extra_state
 
     def build(self) -> None:
         """No networks."""

@@ -88,6 +88,7 @@ class StyleGAN2ADA(Generator):
     name = "stylegan2-ada"
     kind = GeneratorKind.CONDITIONAL
     Config = StyleGAN2ADAConfig
+    checkpointed = ("G", "D", "opt_g", "opt_d")  # ADA's p and the path-length mean: extra_state
     ema_targets = ("G",)
     config: StyleGAN2ADAConfig
 

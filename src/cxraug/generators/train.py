@@ -117,7 +117,7 @@ def train_generator(model: str, out: str | Path, *, config: dict[str, Any] | Non
     data's); ``cls``: the class of an unconditional model; ``source``/``target``: a translation model's
     classes; ``scorer``: features of the best-checkpoint KID (``none``: keep the last checkpoint only)."""
     from cxraug.device import resolve_device
-    from cxraug.metrics.encoder import data_fingerprint
+    from cxraug.data.imageset import data_fingerprint
     from cxraug.stamp import run_record, run_stamp
     from cxraug.ui import console
 

@@ -80,6 +80,7 @@ class VAEBase(Generator):
     """
 
     kind = GeneratorKind.UNCONDITIONAL
+    checkpointed = ("encoder", "decoder", "opt")
     ema_targets = ("decoder",)
     config: VAETrainingConfig
 

@@ -68,6 +68,7 @@ class VAEGAN(DCGAN):
     name = "vae-gan"
     Config = VAEGANConfig
     config: VAEGANConfig
+    checkpointed = (*DCGAN.checkpointed, "E", "opt_E")
 
     def build(self) -> None:
         super().build()

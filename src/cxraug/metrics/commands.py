@@ -69,7 +69,7 @@ def evaluate_images_command(
 
 
 def _audit(fakes: Any, train: Any, val: Any, extractor: Any, out: Optional[Path]) -> dict[str, Any]:
-    from cxraug.metrics.features import resize_uint8
+    from cxraug.data.resize import resize_uint8
     from cxraug.metrics.memorisation import audit, gallery
 
     images = resize_uint8(fakes.images, train.size)

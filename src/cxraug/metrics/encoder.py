@@ -28,7 +28,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from cxraug import io
-from cxraug.data.imageset import ImageSet
+from cxraug.data.imageset import ImageSet, data_fingerprint
+from cxraug.data.resize import resize_uint8
 from cxraug.errors import CorruptFileError, CxraugError
 from cxraug.ui import console
 
@@ -56,16 +57,6 @@ def default_cache_dir() -> Path:
     return Path(root) / "encoders"
 
 
-def data_fingerprint(train: ImageSet) -> str:
-    """SHA-256 of the images, labels and class names (order-sensitive)."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(train.images).tobytes())
-    h.update(np.ascontiguousarray(train.labels).tobytes())
-    h.update(json.dumps(list(train.classes)).encode())
-    h.update(str(train.images.shape).encode())
-    return h.hexdigest()
-
-
 def encoder_hash(train: ImageSet, config: EncoderConfig) -> str:
     """16-hex-digit version hash of (format, config, torch major.minor, training data)."""
     payload = json.dumps({"format": FORMAT, "config": config.model_dump(), "data": data_fingerprint(train),
@@ -90,7 +81,6 @@ def load_encoder_file(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]
 def train_encoder(train: ImageSet, config: EncoderConfig) -> Any:
     """Train the encoder network with the classifier package (returns a TrainedClassifier)."""
     from cxraug.classifiers.train import ClassifierConfig, train_classifier
-    from cxraug.metrics.features import resize_uint8
 
     if len(np.unique(train.labels)) < 2:
         raise CxraugError(f"the domain encoder is a classifier and needs at least 2 classes in its training "

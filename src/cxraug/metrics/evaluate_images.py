@@ -24,7 +24,8 @@ import numpy as np
 
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
-from cxraug.metrics.features import FeatureExtractor, resize_uint8
+from cxraug.data.resize import resize_uint8
+from cxraug.metrics.features import FeatureExtractor
 from cxraug.metrics.fid import fid_with_ci
 from cxraug.metrics.kid import kid
 from cxraug.metrics.pixel import pair_up, pixel_metrics

@@ -11,7 +11,7 @@ Public API::
   split (:mod:`cxraug.metrics.encoder`); pass ``train`` (trained, or reused by hash from ``cache_dir``) or
   ``weights`` (a saved ``domain-<hash>.pt``). Works offline.
 
-Every extractor resizes with :func:`resize_uint8`'s rule (bilinear, antialiased), stated in ``describe()``.
+Every extractor resizes with :func:`cxraug.data.resize.resize_uint8`'s rule (bilinear, antialiased), stated in ``describe()``.
 * ``inception``: the FID Inception-v3 of torch-fidelity/torchmetrics, 2048-d pool or 768-d pre-aux features
   (``dims``), input replicated to 3 channels at 0..255 and resized to 299 px inside torchmetrics (bilinear,
   antialiased). Weights: ``weights`` path, else ``$CXRAUG_INCEPTION_WEIGHTS``, else the torch hub cache;
@@ -35,6 +35,7 @@ from torch import nn
 
 from cxraug import io
 from cxraug.data.imageset import ImageSet
+from cxraug.data.resize import bilinear
 from cxraug.errors import CxraugError, MissingWeightsError
 from cxraug.metrics import encoder as enc
 from cxraug.registry import Registry
@@ -86,27 +87,11 @@ class FeatureExtractor(ABC):
         return torch.cat(out).numpy() if out else np.zeros((0, self.dims))
 
 
-def _bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
-    x = x.float()
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N,S,S) -> uint8 (N,size,size) by antialiased bilinear interpolation (identity when S == size)."""
-    images = np.asarray(images, dtype=np.uint8)
-    if images.shape[-1] == size:
-        return images
-    x = _bilinear(torch.as_tensor(images).unsqueeze(1), size)
-    return x.round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
-
-
 class DomainExtractor(FeatureExtractor):
     name = "domain"
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return _bilinear(x, self.input_size) / 127.5 - 1.0
+        return bilinear(x, self.input_size) / 127.5 - 1.0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.features(x)
@@ -132,7 +117,7 @@ class XrvExtractor(FeatureExtractor):
     name = "xrv"
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return _bilinear(x, self.input_size) / 255.0 * 2048.0 - 1024.0
+        return bilinear(x, self.input_size) / 255.0 * 2048.0 - 1024.0
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.model.features(x)

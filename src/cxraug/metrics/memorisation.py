@@ -35,8 +35,9 @@ import torch
 
 from cxraug import io
 from cxraug.data.imageset import ImageSet
+from cxraug.data.thumbnails import centre_rows, thumbnails, unit_rows
 from cxraug.errors import CxraugError
-from cxraug.metrics.features import FeatureExtractor, resize_uint8
+from cxraug.metrics.features import FeatureExtractor
 from cxraug.metrics.pixel import ssim_per_pair
 
 PIXEL_SIZE = 32
@@ -44,13 +45,11 @@ PIXEL_SIZE = 32
 
 def pixel_features(images: np.ndarray) -> np.ndarray:
     """Images resized to 32 px (antialiased bilinear), flattened, each minus its mean."""
-    x = resize_uint8(images, PIXEL_SIZE).reshape(len(images), -1).astype(np.float64)
-    return x - x.mean(axis=1, keepdims=True)
+    return centre_rows(thumbnails(images, PIXEL_SIZE, "bilinear"))
 
 
 def _unit_rows(x: np.ndarray) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=torch.float64)
-    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit_rows(torch.as_tensor(x, dtype=torch.float64), 1e-12)
 
 
 SHIFTS = (-2, 0, 2)  # pixel offsets (both axes) searched by the pixel index

@@ -27,7 +27,8 @@ import numpy as np
 
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
-from cxraug.metrics.features import DEFAULT_EXTRACTOR, FeatureExtractor, get_extractor, resize_uint8
+from cxraug.data.resize import resize_uint8
+from cxraug.metrics.features import DEFAULT_EXTRACTOR, FeatureExtractor, get_extractor
 from cxraug.metrics.fid import fid
 from cxraug.metrics.kid import kid
 from cxraug.metrics.prdc import prdc

@@ -1,18 +1,20 @@
 """cxraug.report: ``OUT/report.html``, one self-contained file (every image embedded as base64 PNG).
 
 :func:`build_report` reads a study output folder written by :mod:`cxraug.study.runner`; ``cxraug report OUT``
-rebuilds it. Input format (only the first two files are required; each section is shown when its input exists):
+rebuilds it. Input format (only ``results.csv`` and ``summary.csv`` are required; each section is shown when its
+input exists):
 
-* ``results.csv`` - one row per unit. Classifier rows: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``,
-  ``regime``, ``classifier``, ``draw``, ``gen_seed``, ``clf_seed``, metric columns, ``wall_s``. Generator rows:
-  ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``, ``draw``, ``gen_seed``, image metrics
-  (``kid``, ``floor_kid``, ``fid``, ``floor_fid``, ``coverage``, ``floor_coverage``, ``precision``, ``recall``,
-  ``memorised_fraction``), ``wall_s``.
+* ``results.csv`` - one row per classifier unit: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``,
+  ``regime``, ``classifier``, ``draw``, ``gen_seed``, ``clf_seed``, metric columns, ``wall_s``. A folder with
+  generator rows in it (cxraug before ``generators.csv``) is refused with a one-line message saying to re-run.
 * ``summary.csv`` - one row per (``regime``, ``classifier``, ``arm``, ``metric``): ``n``, ``mean``, ``sd``,
   ``ci_low``, ``ci_high``, ``confidence``, ``covers``, optionally ``boot_low``/``boot_high`` (test bootstrap).
 * ``comparisons.csv`` - paired differences: ``regime``, ``classifier``, ``arm``, ``baseline``, ``metric``,
   ``mean``, ``ci_low``, ``ci_high``, ``p_holm``, ``covers``, optionally ``boot_low``/``boot_high``.
-* ``generators.csv`` - per generator unit and ``class``: image metrics incl. ``memorised_fraction``.
+* ``generators.csv`` - one row per generator unit: ``unit``, ``kind=generator``, ``generator``, ``model``,
+  ``regime``, ``draw``, ``gen_seed``, image metrics (``kid``, ``floor_kid``, ``fid``, ``floor_fid``,
+  ``coverage``, ``floor_coverage``, ``prdc_precision``, ``prdc_recall``, ``memorised_fraction``), ``wall_s``.
+* ``generator_classes.csv`` - per generator unit and ``class``: image metrics incl. ``memorised_fraction``.
 * ``generator_checkpoints.csv`` - ``unit``, ``step``, ``class``, ``kid``, ``fid``, ``floor_kid``, ``floor_fid``.
 * ``study.json`` - ``name``, ``data`` (``"phantom"`` or the root), ``classes`` (label index -> name),
   ``fingerprint``, ``test_data``, ``train``/``val``/``test`` (class -> count), ``patients``, ``regimes``

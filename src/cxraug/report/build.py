@@ -17,8 +17,8 @@ from cxraug.report import figures
 from cxraug.report.study_dir import StudyDir, num, read_csv
 
 BAR_METRICS = ("f1", "accuracy", "mcc")
-GEN_COLUMNS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_coverage", "precision", "recall",
-               "memorised_fraction", "wall_s")
+GEN_COLUMNS = ("kid", "floor_kid", "fid", "floor_fid", "coverage", "floor_coverage", "prdc_precision",
+               "prdc_recall", "memorised_fraction", "wall_s")
 SAMPLES_PER_CLASS = 8
 VERSIONED = ("torch", "torchvision", "numpy", "scipy", "lightning-fabric", "torch-fidelity", "scikit-learn", "ray")
 
@@ -205,7 +205,7 @@ def environment(sd: StudyDir) -> dict[str, Any]:
                 continue
     execution = sd.protocol.get("execution") or {}
     units = []
-    for r in sd.results:
+    for r in sd.results + sd.generators:
         if r.get("kind") == "generator":
             label = f"generator {r['generator']} | {r['regime']} draw {r['draw']} seed {r['gen_seed']}"
         else:
@@ -213,7 +213,7 @@ def environment(sd: StudyDir) -> dict[str, Any]:
                      + (f" gen-seed {r['gen_seed']}" if r.get("gen_seed") else ""))
         units.append({"unit": r.get("unit", ""), "kind": r.get("kind", ""), "label": label,
                       "wall_s": _f(num(r, "wall_s"), 1)})
-    total = sum(v for v in (num(r, "wall_s") for r in sd.results) if not math.isnan(v))
+    total = sum(v for v in (num(r, "wall_s") for r in sd.results + sd.generators) if not math.isnan(v))
     info = {"study wall time (s)": _f(num(s, "wall_s"), 1), "sum of unit wall times (s)": _f(total, 1),
             "device": s.get("device") or execution.get("device", "unknown"), "threads per unit":
             execution.get("threads", ""), "executor": s.get("executor", ""), "platform": s.get("platform", ""),

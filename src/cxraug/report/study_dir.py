@@ -48,7 +48,8 @@ class StudyDir:
     root: Path
     study: dict[str, Any]
     protocol: dict[str, Any]
-    results: list[dict[str, str]]
+    results: list[dict[str, str]]  # classifier units
+    generators: list[dict[str, str]]  # generator units
     summary: list[dict[str, str]]
     comparisons: list[dict[str, str]]
     generator_classes: list[dict[str, str]]
@@ -62,12 +63,18 @@ class StudyDir:
         if missing:
             raise CxraugError(f"{root} is not a study output folder: {', '.join(missing)} missing "
                               "(run `cxraug study PROTOCOL --out DIR` first)")
+        results = read_csv(root / "results.csv")
+        if any(r.get("kind") == "generator" for r in results):
+            raise CxraugError(f"{root} was written by an older cxraug (generator rows in results.csv, in generators.csv "
+                              f"now): re-run `cxraug study PROTOCOL --out {root}`, which reuses its finished units "
+                              "and rewrites the outputs")
         study = json.loads((root / "study.json").read_text()) if (root / "study.json").is_file() else {}
         proto_path = root / "protocol.yaml"
         protocol = (yaml.safe_load(proto_path.read_text()) or {}) if proto_path.is_file() else {}
-        return cls(root=root, study=study, protocol=protocol, results=read_csv(root / "results.csv"),
+        return cls(root=root, study=study, protocol=protocol, results=results,
+                   generators=read_csv(root / "generators.csv"),
                    summary=read_csv(root / "summary.csv"), comparisons=read_csv(root / "comparisons.csv"),
-                   generator_classes=read_csv(root / "generators.csv"),
+                   generator_classes=read_csv(root / "generator_classes.csv"),
                    checkpoints=read_csv(root / "generator_checkpoints.csv"), skipped=read_csv(root / "skipped.csv"))
 
     def _declared(self, key: str) -> list[str]:
@@ -94,7 +101,8 @@ class StudyDir:
         return [str(c) for c in self.study.get("classes") or []]
 
     def units(self, kind: str) -> list[dict[str, str]]:
-        return [r for r in self.results if r.get("kind") == kind]
+        """The rows of the ``"classifier"`` (results.csv) or ``"generator"`` (generators.csv) units."""
+        return self.generators if kind == "generator" else self.results
 
     def unit_dir(self, key: str) -> Path:
         return self.root / "units" / key

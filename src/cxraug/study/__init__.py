@@ -29,7 +29,7 @@ are separate counts; every interval states the sources it covers (``covers`` col
 
 Output directory (``OUT``; every file written atomically):
 
-* ``results.csv`` - one row per unit. Classifier rows: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``
+* ``results.csv`` - one row per classifier unit: ``unit`` (key), ``kind=classifier``, ``arm``, ``role``
   (none / oversample / classical / generative), ``regime``, ``classifier``, ``draw``, ``gen_seed`` (empty
   without a generator), ``clf_seed``, ``generator_unit``, ``status`` (``ok``, ``failed: non-finite loss``,
   ``failed: non-finite loss (generator)``; a failed unit has no metrics), ``n_train``, ``n_real``,
@@ -37,12 +37,15 @@ Output directory (``OUT``; every file written atomically):
   ``best_step`` (restored), ``converged`` (False: the validation score was still improving within ``patience``
   checks of the end), ``val_f1`` (validation macro-F1 of the restored model), test metrics
   ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
-  one-vs-rest), ``wall_s``. Generator rows: ``unit``, ``kind=generator``, ``generator``, ``model``, ``regime``,
-  ``draw``, ``gen_seed``, ``status``, ``steps`` and ``best_step`` (per trained model), ``converged`` (False: a
-  model's best checkpoint is its last), class-averaged ``kid``, ``floor_kid``, ``fid``,
-  ``floor_fid``, ``coverage``, ``floor_coverage``, ``precision``, ``recall``, ``density``,
-  ``memorised_fraction``, ``wall_s``. The floor is the real-vs-real value: training-subset images against the
-  same validation images the synthetic ones are compared with.
+  one-vs-rest), ``wall_s``.
+* ``generators.csv`` - one row per generator unit: ``unit``, ``kind=generator``, ``generator``, ``model``,
+  ``regime``, ``draw``, ``gen_seed``, ``status``, ``steps`` and ``best_step`` (per trained model), ``converged``
+  (False: a model's best checkpoint is its last), class-averaged ``kid``, ``floor_kid``, ``fid``, ``floor_fid``,
+  ``coverage``, ``floor_coverage``, ``prdc_precision``, ``prdc_recall``, ``prdc_density`` (PRDC, named apart from
+  the classifier metrics), ``memorised_fraction``, ``wall_s``. The floor is the real-vs-real value:
+  training-subset images against the same validation images the synthetic ones are compared with. Folders of
+  cxraug before this split (generator rows in ``results.csv``) are refused by the report with a one-line
+  message: re-run the study on them (finished units are reused).
 * ``summary.csv`` - per (``regime``, ``classifier``, ``arm``, ``metric``): ``n``, ``mean``, ``sd``, ``ci_low``,
   ``ci_high`` (t-interval over the repeats of status ``ok``), ``confidence``, ``covers``, ``lost_repeats``
   (failed repeats left out; an arm that lost every one has ``n`` 0); ``boot_low``, ``boot_high``, ``boot_sd``,
@@ -59,7 +62,8 @@ Output directory (``OUT``; every file written atomically):
   metric), ``covers``, ``boot_*`` (paired test-image bootstrap of the difference).
 * ``subgroups.csv`` - when the test images carry ``metrics.subgroups`` columns (``population``,
   ``source_repo``): per arm x ``subgroup`` (``column=value``) mean/sd/t-interval of each metric, ``n_test``.
-* ``generators.csv`` - per generator unit and ``class``: the image metrics and their floors, ``memorised``.
+* ``generator_classes.csv`` - per generator unit and ``class``: the image metrics (``prdc_*`` as in
+  ``generators.csv``) and their floors (``floor_prdc_precision``, ...), ``memorised``.
 * ``generator_checkpoints.csv`` - image metrics of scheduled checkpoints (``keep_steps``): ``step``, ``class``,
   ``kid``, ``fid``, ``coverage``, ``floor_kid``, ``floor_fid``.
 * ``tables.md`` - the published tables in their own layout (``tables:`` of the protocol), mean ± sd.

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxraug.study.protocol import ArmSpec, PolicySpec, Protocol
+from cxraug.augment.synthetic import SyntheticPolicy
+from cxraug.study.protocol import ArmSpec, Protocol
 
 #: classical policy of added baselines when no arm of the protocol names one
 DEFAULT_CLASSICAL = "fedoruk"
 ROLES = ("none", "classical", "oversample")
 
 
-def _covered_policy(arm: ArmSpec, proto: Protocol, classes: list[str]) -> PolicySpec:
+def _covered_policy(arm: ArmSpec, proto: Protocol, classes: list[str]) -> SyntheticPolicy:
     """The arm's policy with the classes that actually receive images spelt out (a generator trained on some
     classes only, or a translation model, covers fewer than all)."""
     assert arm.policy is not None

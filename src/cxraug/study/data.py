@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from cxraug import faults
+from cxraug.data.audit import confounds, leakage, near_pairs
 from cxraug.data.imageset import ImageSet, Splits
+from cxraug.data.load import image_meta_column, load_imageset
+from cxraug.data.names import match_class
+from cxraug.data.preprocess import PreprocessConfig
+from cxraug.data.splits import apply_regime, split_patients
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
 from cxraug.study.protocol import Protocol
 
 
@@ -51,9 +57,6 @@ class StudyData:
 
 def audit_warnings(splits: Splits, columns: list[str]) -> list[str]:
     """Data-audit lines for the study outputs: duplicates crossing train/val/test, metadata shortcuts."""
-    from cxraug.data.audit import confounds, leakage, near_pairs
-    from cxraug.data.load import image_meta_column
-
     every = splits.train.concat(splits.val).concat(splits.test)
     names = np.array(["train"] * len(splits.train) + ["val"] * len(splits.val) + ["test"] * len(splits.test))
     _, warnings = leakage(names, every.patient_ids, near_pairs(every.images), every.paths)
@@ -77,8 +80,6 @@ def _fingerprint(*sets: ImageSet) -> str:
 
 
 def _filter(imageset: ImageSet, where: dict[str, list[str]]) -> ImageSet:
-    from cxraug.data.load import image_meta_column
-
     keep = np.ones(len(imageset), dtype=bool)
     for column, allowed in where.items():
         values = image_meta_column(imageset, column)
@@ -94,9 +95,6 @@ def _filter(imageset: ImageSet, where: dict[str, list[str]]) -> ImageSet:
 
 
 def _load(root: str | None, proto: Protocol, size: int, classes: list[str] | None) -> tuple[ImageSet, list]:
-    from cxraug.data.preprocess import PreprocessConfig
-    from cxraug.data.load import load_imageset
-
     pre = PreprocessConfig(**{**proto.preprocess, "size": size})
     try:
         imageset, skipped = load_imageset(root, layout=proto.data.layout, preprocess=pre, classes=classes,
@@ -110,8 +108,6 @@ def _load(root: str | None, proto: Protocol, size: int, classes: list[str] | Non
 
 def _external_test(root: str, proto: Protocol, size: int, classes: list[str]) -> ImageSet:
     """The external test set at ``size``, its classes mapped by name onto the study's (others dropped)."""
-    from cxraug.data.names import match_class
-
     ext, _ = _load(root, proto, size, None)
     mapping = {}
     for i, name in enumerate(ext.classes):
@@ -130,9 +126,6 @@ def _external_test(root: str, proto: Protocol, size: int, classes: list[str]) ->
 
 def sizes_needed(proto: Protocol) -> tuple[int, list[int], list[int]]:
     """(data size, generator sizes, classifier sizes)."""
-    from cxraug.data.preprocess import PreprocessConfig
-    from cxraug.generators import GENERATORS
-
     data_size = PreprocessConfig(**proto.preprocess).size
     gens = sorted({GENERATORS.get(g.model).Config(**g.config).size for g in proto.generators.values()})
     clfs = sorted({c.size or data_size for c in proto.classifiers})
@@ -155,8 +148,6 @@ def _same_split(imageset: ImageSet, reference: Splits, size: int) -> Splits:
 def check_class_names(proto: Protocol, classes: list[str]) -> None:
     """Every class the protocol names (regime caps, generator classes and sources, arm policies) is one of the
     data's, else one message with its field path."""
-    from cxraug.data.names import match_class
-
     named = [(f"regimes[{i}].cap.{c}", c) for i, r in enumerate(proto.regimes) for c in r.cap]
     for g, spec in proto.generators.items():
         named += [(f"generators.{g}.classes[{j}]", c) for j, c in enumerate(spec.classes or [])]
@@ -176,8 +167,6 @@ def check_regime(train: ImageSet, regime: Any, split: Splits, index: int = 0) ->
     counts = train.counts()
     asked = {c: regime.n_per_class for c in counts} if regime.n_per_class is not None else {}
     for name, n in regime.cap.items():
-        from cxraug.data.names import match_class
-
         asked[train.classes[match_class(name, train.classes)]] = n
     short = {c: (n, counts[c]) for c, n in asked.items() if n > counts[c]}
     if short:
@@ -192,8 +181,6 @@ def check_regime(train: ImageSet, regime: Any, split: Splits, index: int = 0) ->
 
 def load_study_data(proto: Protocol, data_root: str | None, test_root: str | None) -> StudyData:
     """Load, split and thin the data at every size the study needs; reject impossible regimes."""
-    from cxraug.data.splits import apply_regime, split_patients
-
     data_size, gen_sizes, clf_sizes = sizes_needed(proto)
     sizes = sorted({data_size, *gen_sizes, *clf_sizes})
     root = data_root if data_root is not None else proto.data.root

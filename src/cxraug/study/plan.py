@@ -16,25 +16,24 @@ the generator unit it consumes. Change any of them and the unit is recomputed; n
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cxraug import __version__
+from cxraug.augment.synthetic import policy_counts
+from cxraug.classifiers.train import ClassifierConfig, default_budget
+from cxraug.data.names import match_class
 from cxraug.errors import CxraugError
 from cxraug.study.protocol import ArmSpec, ClassifierSpec, Protocol, RegimeSpec, classifier_config_fields
+from cxraug.study.specs import (ClassifierUnitSpec, GeneratorUnitSpec, StepBudget, UnitExecution, UnitMetrics,
+                                UnitRegime, UnitTraining, content_key)
+
+__all__ = ["DataInfo", "Plan", "Unit", "build_plan", "classifier_budget", "content_key", "describe"]
 
 #: rough CPU seconds per image-pass at 64 px (one forward + backward), used only by the dry-run cost estimate
 _GEN_S_PER_IMAGE = 4e-3
 _CLF_S_PER_IMAGE = 2e-3
-
-
-def content_key(spec: dict[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of the canonical JSON of ``spec``."""
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Unit:
     key: str
     kind: str  # "generator" | "classifier"
     fields: dict[str, Any]
-    spec: dict[str, Any]
+    spec: GeneratorUnitSpec | ClassifierUnitSpec
     needs: str | None = None  # key of the generator unit whose pool this unit consumes
     cost_s: float = 0.0
 
@@ -84,35 +83,12 @@ class Plan:
         return [u for u in self.units if u.needs == key]
 
 
-def policy_counts(policy: dict[str, Any], counts: dict[str, int], covered: list[str]) -> dict[str, int]:
-    """Images the policy adds per class, given the real counts (delegates to the synthetic plug-in)."""
-    import numpy as np
-
-    from cxraug.augment.synthetic import synthetic_counts
-    from cxraug.data.imageset import ImageSet
-
-    classes = list(counts)
-    labels = np.repeat(np.arange(len(classes)), [counts[c] for c in classes])
-    stub = ImageSet(np.zeros((len(labels), 1, 1), np.uint8), labels, classes)
-    return synthetic_counts(stub, to_synthetic_policy(policy), covered)
-
-
-def to_synthetic_policy(policy: dict[str, Any]) -> Any:
-    """The protocol's policy block as the plug-in's :class:`SyntheticPolicy`."""
-    from cxraug.augment.synthetic import SyntheticPolicy
-
-    return SyntheticPolicy(mode=policy["mode"], n=policy.get("n_per_class"), ratio=policy.get("ratio"),
-                           classes=policy.get("classes"))
-
-
-def _regime_spec(r: RegimeSpec) -> dict[str, Any]:
-    return r.model_dump(exclude={"name"})
+def _regime_spec(r: RegimeSpec) -> UnitRegime:
+    return UnitRegime(**r.model_dump(exclude={"name"}))
 
 
 def canonical_classes(names: list[str] | None, classes: list[str]) -> list[str] | None:
     """Class names as the data spells them (matching ignores case, spaces, hyphens, underscores)."""
-    from cxraug.data.names import match_class
-
     return None if names is None else [classes[match_class(n, classes)] for n in names]
 
 
@@ -120,19 +96,17 @@ def _arm_extra(arm: ArmSpec, counts: dict[str, int], gen_classes: list[str] | No
     if arm.policy is None:
         return {}
     covered = canonical_classes(gen_classes, list(counts)) or list(counts)
-    return policy_counts(arm.policy.model_dump(), counts, covered)
+    return policy_counts(arm.policy, counts, covered)
 
 
-def classifier_budget(proto: Protocol, clf: ClassifierSpec, counts: dict[str, int]) -> dict[str, Any]:
+def classifier_budget(proto: Protocol, clf: ClassifierSpec, counts: dict[str, int]) -> StepBudget:
     """The step budget every arm of a regime shares, counted on the *real* training subset: validation every
     ``eval_every`` steps, ``max_steps`` in all, early stopping or not (``training.equal_steps``)."""
-    from cxraug.classifiers.train import ClassifierConfig, default_budget
-
     cfg = ClassifierConfig(**classifier_config_fields(clf))
     every, steps = default_budget(cfg, sum(counts.values()))
     t = proto.training
-    return {"eval_every": t.eval_every or every, "max_steps": t.max_steps or steps,
-            "early_stopping": not t.equal_steps}
+    return StepBudget(eval_every=t.eval_every or every, max_steps=t.max_steps or steps,
+                      early_stopping=not t.equal_steps)
 
 
 #: the most units a plan may hold (a protocol asking for more is refused before anything is built)
@@ -169,7 +143,9 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
     """Every unit of the study, generator units first; shared generator units appear once."""
     _check_size(proto)
     base = {"version": __version__, "data": data.fingerprint, "test_data": data.test_fingerprint,
-            "split": proto.split.model_dump(), "preprocess": proto.preprocess, "classes": data.classes}
+            "split": proto.split, "preprocess": proto.preprocess, "classes": data.classes,
+            "execution": UnitExecution(**proto.execution.model_dump(exclude={"retries", "gpus"}))}
+    metrics = UnitMetrics(**proto.metrics.model_dump(exclude={"bootstrap", "subgroups", "confidence"}))
     plan = Plan()
     gen_units: dict[tuple, Unit] = {}
     rep = proto.repeats
@@ -190,16 +166,14 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                 for gseed in range(rep.generator_seeds):
                     cfg = dict(gspec.config)
                     cfg["seed"] = int(cfg.get("seed", 0)) + gseed
-                    spec = {**base, "kind": "generator", "regime": _regime_spec(regime), "draw": draw,
-                            "model": gspec.model, "config": cfg,
-                            "train_classes": canonical_classes(gspec.classes, data.classes),
-                            "checkpoint": gspec.checkpoint, "pool": pool,
-                            "drop_near_copies": gspec.drop_near_copies,
-                            "source": canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
-                            "metrics": proto.metrics.model_dump(exclude={"bootstrap", "subgroups", "confidence"}),
-                            "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}
-                    n_train = sum(counts[c] for c in (spec["train_classes"] or counts))
-                    unit = Unit(key=content_key(spec), kind="generator",
+                    spec = GeneratorUnitSpec(
+                        **base, regime=_regime_spec(regime), draw=draw, model=gspec.model, config=cfg,
+                        train_classes=canonical_classes(gspec.classes, data.classes), checkpoint=gspec.checkpoint,
+                        pool=pool, drop_near_copies=gspec.drop_near_copies,
+                        source=canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
+                        metrics=metrics)
+                    n_train = sum(counts[c] for c in (spec.train_classes or counts))
+                    unit = Unit(key=spec.key, kind="generator",
                                 fields={"generator": name, "model": gspec.model, "regime": regime.name,
                                         "draw": draw, "gen_seed": gseed},
                                 spec=spec, cost_s=_generator_cost(cfg, n_train, len(gspec.classes or counts)))
@@ -214,14 +188,12 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                         for cseed in range(rep.classifier_seeds):
                             cfg = classifier_config_fields(clf)
                             cfg["seed"] = int(cfg.get("seed", 0)) + cseed
-                            spec = {**base, "kind": "classifier", "regime": _regime_spec(regime), "draw": draw,
-                                    "classifier": cfg, "size": clf.size, "arm": arm.model_dump(),
-                                    "generator_unit": gunit.key if gunit else None,
-                                    "training": proto.training.model_dump(include={"loss_weighting"}),
-                                    "budget": budget,
-                                    "execution": proto.execution.model_dump(exclude={"retries", "gpus"})}
+                            spec = ClassifierUnitSpec(
+                                **base, regime=_regime_spec(regime), draw=draw, classifier=cfg, size=clf.size,
+                                arm=arm, generator_unit=gunit.key if gunit else None,
+                                training=UnitTraining(loss_weighting=proto.training.loss_weighting), budget=budget)
                             plan.units.append(Unit(
-                                key=content_key(spec), kind="classifier",
+                                key=spec.key, kind="classifier",
                                 fields={"arm": arm.name, "role": arm.role, "regime": regime.name,
                                         "classifier": clf.name, "draw": draw, "gen_seed": gseed, "clf_seed": cseed},
                                 spec=spec, needs=gunit.key if gunit else None,
@@ -236,10 +208,10 @@ def _generator_cost(cfg: dict[str, Any], n_train: int, n_models: int) -> float:
     return steps * batch * (size / 64) ** 2 * _GEN_S_PER_IMAGE * (n_models if n_models else 1)
 
 
-def _classifier_cost(budget: dict[str, Any], clf: ClassifierSpec, size: int) -> float:
+def _classifier_cost(budget: StepBudget, clf: ClassifierSpec, size: int) -> float:
     """Seconds for the whole budget (early stopping usually ends sooner)."""
     batch = int(clf.config.get("batch_size", 32))
-    return budget["max_steps"] * batch * (size / 64) ** 2 * _CLF_S_PER_IMAGE
+    return budget.max_steps * batch * (size / 64) ** 2 * _CLF_S_PER_IMAGE
 
 
 def describe(plan: Plan, done: set[str]) -> list[str]:
@@ -253,7 +225,7 @@ def describe(plan: Plan, done: set[str]) -> list[str]:
         arms = sorted({u.fields["arm"] for u in users})
         state = "done" if g.key in done else "to run"
         lines.append(f"  {g.label} [{g.key}] ({state}) -> reused by {len(users)} classifier units "
-                     f"(arms {', '.join(arms)}; pool {g.spec['pool']})")
+                     f"(arms {', '.join(arms)}; pool {g.spec.pool})")
     cost = sum(u.cost_s for u in left)
     lines.append(f"rough cost of what is left: {cost / 60:.1f} CPU-minutes at 1 thread per unit "
                  f"(order of magnitude only)")

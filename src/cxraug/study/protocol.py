@@ -14,7 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cxraug.augment import POLICIES
+from cxraug.augment.synthetic import SyntheticPolicy
+from cxraug.classifiers import CLASSIFIERS, ClassifierConfig
+from cxraug.data.preprocess import PreprocessConfig
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
+from cxraug.metrics.features import EXTRACTORS
 
 
 #: most repeats of one kind; the plan as a whole is capped at ``cxraug.study.plan.MAX_UNITS`` units
@@ -76,27 +82,6 @@ class RegimeSpec(_Strict):
         return self
 
 
-class PolicySpec(_Strict):
-    """How many synthetic (or, for oversampling, repeated real) images each class gets.
-
-    ``add``: ``n_per_class`` more images of each listed class. ``balance``: every class up to the largest
-    class's count. ``ratio``: ``ratio`` x the class's real count more images.
-    """
-
-    mode: Literal["add", "balance", "ratio"]
-    n_per_class: int | None = Field(None, ge=1)
-    ratio: float | None = Field(None, gt=0)
-    classes: list[str] | None = Field(None, description="classes that receive images; null = all")
-
-    @model_validator(mode="after")
-    def _needs(self) -> "PolicySpec":
-        if self.mode == "add" and self.n_per_class is None:
-            raise ValueError("mode 'add' needs n_per_class")
-        if self.mode == "ratio" and self.ratio is None:
-            raise ValueError("mode 'ratio' needs ratio")
-        return self
-
-
 class ArmSpec(_Strict):
     """One augmentation arm. Nothing set = the ``none`` baseline.
 
@@ -109,7 +94,7 @@ class ArmSpec(_Strict):
     generator: str | None = None
     classical: str | None = None
     oversample: bool = False
-    policy: PolicySpec | None = None
+    policy: SyntheticPolicy | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ArmSpec":
@@ -300,8 +285,6 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
         proto = Protocol.model_validate(raw)
     except ValidationError as exc:
         raise _ProtocolProblem(format_validation_error(exc)) from None
-    from cxraug.data.preprocess import PreprocessConfig
-    from cxraug.generators import GENERATORS
 
     _check_sub(PreprocessConfig, proto.preprocess, "preprocess")
     for name, spec in proto.generators.items():
@@ -309,9 +292,6 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
             raise _ProtocolProblem(f"generators.{name}.model: unknown generator {spec.model!r}; "
                                    f"known: {', '.join(GENERATORS.names())}")
         _check_sub(GENERATORS.get(spec.model).Config, spec.config, f"generators.{name}.config")
-    from cxraug.augment import POLICIES
-    from cxraug.classifiers import CLASSIFIERS, ClassifierConfig
-    from cxraug.metrics.features import EXTRACTORS
 
     if proto.metrics.features not in EXTRACTORS:
         raise _ProtocolProblem(f"metrics.features: unknown feature extractor {proto.metrics.features!r}; "

@@ -5,7 +5,8 @@
   classifier seed): mean difference, t-interval, paired t-test, Holm-corrected per metric over every
   comparison reported.
 * :func:`bootstrap_test` - a second variance component: resampling the test images (the same resamples for
-  every unit, so paired), holding the trained models fixed.
+  every unit, so paired), holding the trained models fixed (the metrics of each resample's confusion matrix
+  come from :mod:`cxraug.classifiers.evaluate`, the home of the classification metrics).
 
 Inputs are plain rows (dicts): ``arm``, ``regime``, ``classifier``, ``draw``, ``gen_seed``, ``clf_seed`` and one
 value per metric.
@@ -19,6 +20,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import stats as sps
+
+from cxraug.classifiers.evaluate import CONFUSION_METRICS, confusion_batch, metrics_from_confusion
 
 #: randomness sources of a classifier result, as (row key, label)
 SOURCES = (("clf_seed", "classifier seed"), ("draw", "training-subset draw"), ("gen_seed", "generator seed"))
@@ -137,39 +140,8 @@ def compare(rows: list[dict[str, Any]], pairings: Sequence[Any], metrics: Sequen
 
 
 # ----------------------------------------------------------------------------- test-image bootstrap
-def confusion_batch(y_true: np.ndarray, y_pred: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
-    """Confusion matrices (B, K, K) [true, predicted] of ``index`` (B, N) resamples of one prediction set."""
-    codes = y_true[index] * k + y_pred[index]
-    b = index.shape[0]
-    flat = codes + (np.arange(b) * k * k)[:, None]
-    return np.bincount(flat.ravel(), minlength=b * k * k).reshape(b, k, k).astype(float)
-
-
-def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, macro precision/recall/F1/specificity and multi-class MCC of confusion matrices (..., K, K)."""
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    total = cm.sum(axis=(-2, -1))
-    true_n = cm.sum(axis=-1)  # per true class
-    pred_n = cm.sum(axis=-2)  # per predicted class
-    fp, fn = pred_n - tp, true_n - tp
-    tn = total[..., None] - tp - fp - fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(pred_n > 0, tp / pred_n, 0.0)
-        recall = np.where(true_n > 0, tp / true_n, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        specificity = np.where(tn + fp > 0, tn / (tn + fp), 0.0)
-        correct = tp.sum(axis=-1)
-        cov_xy = correct * total - (true_n * pred_n).sum(axis=-1)
-        cov_xx = total**2 - (pred_n**2).sum(axis=-1)
-        cov_yy = total**2 - (true_n**2).sum(axis=-1)
-        denom = np.sqrt(cov_xx * cov_yy)
-        mcc = np.where(denom > 0, cov_xy / np.where(denom > 0, denom, 1.0), 0.0)
-        accuracy = correct / np.where(total > 0, total, 1.0)
-    return {"accuracy": accuracy, "precision": precision.mean(-1), "recall": recall.mean(-1), "f1": f1.mean(-1),
-            "specificity": specificity.mean(-1), "mcc": mcc}
-
-
-BOOTSTRAP_METRICS = ("accuracy", "precision", "recall", "f1", "specificity", "mcc")
+#: the metrics the test-image bootstrap resamples (those of a confusion matrix)
+BOOTSTRAP_METRICS = CONFUSION_METRICS
 
 
 def bootstrap_test(units: dict[str, tuple[np.ndarray, np.ndarray]], groups: dict[tuple, list[str]],

@@ -1,8 +1,9 @@
 """A study in an experiment tracker: one experiment per protocol name, the study a parent run (found again by
 its output folder when the study resumes), every unit a nested run with its parameters (grid coordinates and
-settings), the metrics of its ``results.csv`` row and its artifacts (classifier: confusion matrix and validation
-history; generator: sample grids, loss log, checkpoint scores and memorisation galleries). The study run gets
-the protocol as parameters and the outputs (``report.html``, ``results.csv``, ``summary.csv``, ...)."""
+settings), the metrics of its ``results.csv`` (classifier) or ``generators.csv`` (generator) row and its
+artifacts (classifier: confusion matrix and validation history; generator: sample grids, loss log, checkpoint
+scores and memorisation galleries). The study run gets the protocol as parameters and the outputs
+(``report.html``, ``results.csv``, ``generators.csv``, ``summary.csv``, ...)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from cxraug.classifiers.evaluate import save_confusion_png
 from cxraug.study.plan import Unit
 from cxraug.study.protocol import Protocol
 from cxraug.tracking import MlflowTracker, numeric
 
 #: study outputs attached to the study run
-STUDY_FILES = ("report.html", "results.csv", "summary.csv", "comparisons.csv", "generators.csv", "tables.md",
-               "study.json", "protocol.yaml", "plan.json")
+STUDY_FILES = ("report.html", "results.csv", "summary.csv", "comparisons.csv", "generators.csv",
+               "generator_classes.csv", "tables.md", "study.json", "protocol.yaml", "plan.json")
 
 
 class StudyTracking:
@@ -40,7 +42,7 @@ class StudyTracking:
             return
         run = self.tracker.start(self.experiment, unit.label, {"cxraug.unit": unit.key, "cxraug.kind": unit.kind},
                                  parent=self.parent)
-        params = {**unit.fields, "needs": unit.needs or "", "spec": unit.spec}
+        params = {**unit.fields, "needs": unit.needs or "", "spec": unit.spec.model_dump()}
         self.tracker.log(run, params, numeric(row), self._artifacts(unit, res, folder))
         history = folder / "history.csv"
         if history.is_file():
@@ -53,8 +55,6 @@ class StudyTracking:
 
     def _artifacts(self, unit: Unit, res: dict[str, Any], folder: Path) -> list[tuple[Path, str | None]]:
         if unit.kind == "classifier":
-            from cxraug.classifiers.evaluate import save_confusion_png
-
             png = folder / "confusion.png"
             if "confusion_matrix" not in res:  # a failed unit: its history only
                 return [(folder / "history.csv", None)] if (folder / "history.csv").is_file() else []

@@ -12,9 +12,25 @@ from typing import Any
 
 import numpy as np
 
+from cxraug.augment.synthetic import (SyntheticPolicy, SyntheticSource, empty_synthetic, generate_synthetic,
+                                      policy_counts)
+from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
+from cxraug.classifiers.train import class_weight_tensor
 from cxraug.data.imageset import ImageSet
+from cxraug.data.resize import resize_uint8
+from cxraug.device import resolve_device, seed_everything, set_threads
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
+from cxraug.generators.base import Generator, GeneratorKind, TrainingDiverged
+from cxraug.generators.card import write_model_card
+from cxraug.metrics.memorisation import drop_near_copies
 from cxraug.metrics.quality import image_metrics, safe_name
+from cxraug.metrics.scorer import make_scorer
+from cxraug.study.specs import ClassifierUnitSpec, GeneratorUnitSpec
+
+#: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
+GATE_HEADROOM = 1.25
+
 
 #: the status of a unit that ran to its end; a unit that could not starts with "failed: " and says why in
 #: ``failure``; it is stored like a finished one (re-running fails the same way) and left out of the statistics
@@ -23,8 +39,6 @@ NON_FINITE = "failed: non-finite loss"
 
 
 def _prepare_process(threads: int, seed: int) -> None:
-    from cxraug.device import seed_everything, set_threads
-
     set_threads(threads)
     seed_everything(seed)
 
@@ -50,16 +64,12 @@ def pool_from_arrays(arrays: dict[str, np.ndarray], classes: list[str], meta: di
 
 
 # ----------------------------------------------------------------------------- generator unit
-def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path, device: str,
+def _fit_models(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work: Path, device: str,
                 extractor: Any) -> tuple[Any, list[dict[str, Any]]]:
     """Train (or resume) the generator(s) of a unit; returns what the synthetic plug-in takes and fit records."""
-    from cxraug.generators import GENERATORS
-    from cxraug.generators.base import Generator, GeneratorKind
-    from cxraug.metrics.scorer import make_scorer
-
-    cls = GENERATORS.get(spec["model"])
-    cfg = cls.Config(**spec["config"])
-    classes = spec["train_classes"] or list(train.classes)
+    cls = GENERATORS.get(spec.model)
+    cfg = cls.Config(**spec.config)
+    classes = spec.train_classes or list(train.classes)
     preprocess = dict(train.meta.get("preprocess") or {})
     records = []
 
@@ -73,7 +83,7 @@ def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path
                         "best_kid": res.best_kid, "classes": sorted(c for c, n in data.counts().items() if n),
                         "counts": data.counts(), "stamp": gen.stamp,
                         "scorer": None if scorer is None else {**scorer.describe(), "against": "val"}})
-        chosen = folder / "checkpoints" / f"{spec['checkpoint']}.pt"
+        chosen = folder / "checkpoints" / f"{spec.checkpoint}.pt"
         return Generator.load(chosen if chosen.exists() else folder, device=device)
 
     if cls.kind is GeneratorKind.UNCONDITIONAL:
@@ -87,24 +97,18 @@ def _fit_models(spec: dict[str, Any], train: ImageSet, val: ImageSet, work: Path
     gen = cls(cfg, classes=list(train.classes), device=device, preprocess=preprocess)
     model = fit(gen, gen.training_set(train.subset(keep)), work / "model", val.subset(vkeep), labelled=True)
     if cls.kind is GeneratorKind.TRANSLATION:
-        from cxraug.augment.synthetic import SyntheticSource
-
-        if not spec["source"]:
-            raise CxraugError(f"{spec['model']} translates images: set the generator's source class (source:)")
-        source = train.of_class(spec["source"]).images
-        return [SyntheticSource(model, c, source=source) for c in classes if c != spec["source"]], records
+        if not spec.source:
+            raise CxraugError(f"{spec.model} translates images: set the generator's source class (source:)")
+        source = train.of_class(spec.source).images
+        return [SyntheticSource(model, c, source=source) for c in classes if c != spec.source], records
     return model, records
 
 
-def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, work_dir: str, threads: int,
+def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work_dir: str, threads: int,
                        device: str, extractor: Any, upstream: Any = None) -> dict[str, Any]:
     """Train one generator entry on one training subset, draw its synthetic pool and score it."""
-    from cxraug.augment.synthetic import SyntheticPolicy, generate_synthetic
-    from cxraug.device import resolve_device
-    from cxraug.generators.base import TrainingDiverged
-
     t0 = time.time()
-    _prepare_process(threads, int(spec["config"].get("seed", 0)))
+    _prepare_process(threads, spec.seed)
     check_no_synthetic("generator training", train)
     dev = str(resolve_device(device))
     work = Path(work_dir)
@@ -112,54 +116,45 @@ def run_generator_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, wor
         models, records = _fit_models(spec, train, val, work, dev, extractor)
     except TrainingDiverged as exc:
         return {"status": NON_FINITE, "failure": str(exc), "wall_s": time.time() - t0}
-    pool_spec = spec["pool"]
-    gate = bool(spec.get("drop_near_copies")) and bool(pool_spec)
+    pool_spec = spec.pool
+    gate = spec.drop_near_copies and bool(pool_spec)
     gate_record: dict[str, int] = {}
     if pool_spec:
         n = max(pool_spec.values())
         n = math.ceil(n * GATE_HEADROOM) + 4 if gate else n  # room for the images the gate drops
-        policy = SyntheticPolicy(mode="add", n=n, classes=sorted(pool_spec))
-        pool = generate_synthetic(train, models, policy, seed=int(spec["config"].get("seed", 0)))
+        policy = SyntheticPolicy(mode="add", n_per_class=n, classes=sorted(pool_spec))
+        pool = generate_synthetic(train, models, policy, seed=spec.seed)
         if gate:
             pool, gate_record = gate_near_copies(pool, train, val, extractor, pool_spec)
     else:
-        pool = generate_synthetic(train, models, SyntheticPolicy(mode="add", n=0))
+        pool = empty_synthetic(train)
     metrics: dict[str, Any] = {}
     by_step: list[dict[str, Any]] = []
-    ms = spec["metrics"]
-    if ms["image_metrics"] and extractor is not None and len(pool):
-        metrics = image_metrics(extractor, pool, train, val, ms["samples"], ms["nearest_k"],
-                                work if ms["memorisation"] else None, seed=0)
+    ms = spec.metrics
+    if ms.image_metrics and extractor is not None and len(pool):
+        metrics = image_metrics(extractor, pool, train, val, ms.samples, ms.nearest_k,
+                                work if ms.memorisation else None, seed=0)
         by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
     _model_cards(spec, work, records, metrics, str(train.meta.get("data", "")))
     return {"pool": pool_to_arrays(pool), "image_metrics": metrics, "by_step": by_step, "fit": records,
             "near_copy_gate": gate_record, "wall_s": time.time() - t0}
 
 
-def _model_cards(spec: dict[str, Any], work: Path, records: list[dict[str, Any]],
+def _model_cards(spec: GeneratorUnitSpec, work: Path, records: list[dict[str, Any]],
                  metrics: dict[str, dict[str, float]], data: str) -> None:
     """``MODEL_CARD.md`` in every trained model's folder, with the unit's image metrics of its classes."""
-    from cxraug.generators import GENERATORS
-    from cxraug.generators.card import write_model_card
-
-    config = GENERATORS.get(spec["model"]).Config(**spec["config"]).model_dump()
+    config = GENERATORS.get(spec.model).Config(**spec.config).model_dump()
     for r in records:
-        write_model_card(work / r["folder"], model=spec["model"], config=config, train_counts=r["counts"],
+        write_model_card(work / r["folder"], model=spec.model, config=config, train_counts=r["counts"],
                          stamp=r["stamp"], steps=r["steps"], best_step=r["best_step"], best_kid=r["best_kid"],
                          scorer=r["scorer"], quality={c: metrics[c] for c in r["classes"] if c in metrics},
                          data=data or "study data")
-
-
-#: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
-GATE_HEADROOM = 1.25
 
 
 def gate_near_copies(pool: ImageSet, train: ImageSet, val: ImageSet, extractor: Any,
                      need: dict[str, int]) -> tuple[ImageSet, dict[str, int]]:
     """Drop pool images the memorisation audit flags as near-copies of training images, then keep the first
     ``need[c]`` survivors of each class; too few survivors stop the study with the numbers."""
-    from cxraug.metrics.memorisation import drop_near_copies
-
     kept, res = drop_near_copies(pool, train, val, extractor=extractor, seed=0)
     idx = []
     for c, n in need.items():
@@ -171,20 +166,17 @@ def gate_near_copies(pool: ImageSet, train: ImageSet, val: ImageSet, extractor: 
     return kept.subset(np.concatenate(idx)), {"generated": len(pool), "dropped": int(res["flagged"])}
 
 
-def _scheduled_checkpoints(spec: dict[str, Any], work: Path, train: ImageSet, val: ImageSet, extractor: Any,
+def _scheduled_checkpoints(spec: GeneratorUnitSpec, work: Path, train: ImageSet, val: ImageSet, extractor: Any,
                            device: str) -> list[dict[str, Any]]:
     """KID/FID of the checkpoints kept at ``keep_steps`` (e.g. FID by epoch), per trained model folder."""
-    from cxraug.augment.synthetic import SyntheticPolicy, generate_synthetic
-    from cxraug.generators.base import Generator
-
-    ms = spec["metrics"]
+    ms = spec.metrics
     rows = []
     for ckpt in sorted(work.glob("*/checkpoints/step_*.pt")):
         gen = Generator.load(ckpt, device=device)
         step = int(ckpt.stem.split("_")[1])
         models = gen if ckpt.parent.parent.name == "model" else {gen.classes[0]: gen}
-        pool = generate_synthetic(train, models, SyntheticPolicy(mode="add", n=ms["samples"]), seed=0)
-        for c, row in image_metrics(extractor, pool, train, val, ms["samples"], ms["nearest_k"], None,
+        pool = generate_synthetic(train, models, SyntheticPolicy(mode="add", n_per_class=ms.samples), seed=0)
+        for c, row in image_metrics(extractor, pool, train, val, ms.samples, ms.nearest_k, None,
                                     seed=0).items():
             rows.append({"step": step, "class": c, **{k: row[k] for k in ("kid", "fid", "coverage",
                                                                            "floor_kid", "floor_fid")}})
@@ -207,8 +199,6 @@ def repeat_real(train: ImageSet, counts: dict[str, int], seed: int) -> ImageSet:
 
 def take_from_pool(pool: ImageSet, counts: dict[str, int], size: int) -> ImageSet:
     """The first ``counts[c]`` pool images of each class, resized to the classifier's size."""
-    from cxraug.augment.synthetic import resize_images
-
     idx = []
     for c, n in counts.items():
         members = np.flatnonzero(pool.labels == pool.classes.index(c))
@@ -216,35 +206,32 @@ def take_from_pool(pool: ImageSet, counts: dict[str, int], size: int) -> ImageSe
             raise CxraugError(f"synthetic pool has {len(members)} images of {c!r}, the arm needs {n}")
         idx.append(members[:n])
     sub = pool.subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64))
-    sub.images = resize_images(sub.images, size)
+    sub.images = resize_uint8(sub.images, size)
     return sub
 
 
-def build_training_set(spec: dict[str, Any], train: ImageSet, pool: ImageSet | None, seed: int) -> ImageSet:
+def build_training_set(spec: ClassifierUnitSpec, train: ImageSet, pool: ImageSet | None, seed: int) -> ImageSet:
     """The arm's training set: real images, plus synthetic (generator arm) or repeated real (oversample arm)."""
-    from cxraug.study.plan import policy_counts
-
-    arm = spec["arm"]
+    arm = spec.arm
     counts = train.counts()
-    if arm["generator"]:
-        assert pool is not None
+    if arm.generator:
+        assert pool is not None and arm.policy is not None
         covered = sorted({pool.classes[i] for i in np.unique(pool.labels)})
-        return train.concat(take_from_pool(pool, policy_counts(arm["policy"], counts, covered), train.size))
-    if arm["oversample"]:
-        return train.concat(repeat_real(train, policy_counts(arm["policy"], counts, list(counts)), seed))
+        return train.concat(take_from_pool(pool, policy_counts(arm.policy, counts, covered), train.size))
+    if arm.oversample:
+        assert arm.policy is not None
+        return train.concat(repeat_real(train, policy_counts(arm.policy, counts, list(counts)), seed))
     return train
 
 
-def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, test: ImageSet, threads: int,
+def run_classifier_unit(spec: ClassifierUnitSpec, train: ImageSet, val: ImageSet, test: ImageSet, threads: int,
                         device: str, upstream: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one classifier on one arm's training set and evaluate it on the shared test set."""
-    from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
-
     t0 = time.time()
     if upstream is not None and upstream.get("status", OK) != OK:
         return {"status": f"{upstream['status']} (generator)", "wall_s": 0.0,
                 "failure": f"its generator unit failed: {upstream.get('failure', '')}"}
-    fields = dict(spec["classifier"])
+    fields = dict(spec.classifier)
     seed = int(fields.get("seed", 0))
     _prepare_process(threads, seed)
     check_no_synthetic("validation", val)
@@ -256,12 +243,10 @@ def run_classifier_unit(spec: dict[str, Any], train: ImageSet, val: ImageSet, te
     # one loss weighting and one step budget for every arm; the classical policy is the arm's.
     # Loss weights come from the *real* training subset, so every arm of a regime has the same weights
     weights = False
-    if spec["training"]["loss_weighting"] == "balanced":
-        from cxraug.classifiers.train import class_weight_tensor
-
+    if spec.training.loss_weighting == "balanced":
         weights = class_weight_tensor(train.labels, len(train.classes)).tolist()
     # the step budget is counted on the real subset and shared by every arm (cxraug.study.plan.classifier_budget)
-    fields.update(augment=spec["arm"]["classical"], class_weights=weights, **spec["budget"])
+    fields.update(augment=spec.arm.classical, class_weights=weights, **spec.budget.model_dump())
     trained = train_classifier(aug, val, ClassifierConfig(**fields), device=device)
     sizes = {"n_train": len(aug), "n_real": int((~aug.synthetic).sum()), "n_synthetic": int(aug.synthetic.sum())}
     if trained.failure is not None:

@@ -1,0 +1,133 @@
+"""The step loop of :meth:`cxraug.generators.base.Generator.fit` in one process (one DDP rank or the only one).
+
+Each step: networks in train mode (EMA copies in eval mode), ``train_step`` on the model's next batch, a stop on a
+non-finite loss, the EMA update; then, on rank 0 only, the losses every ``log_every`` steps, a fixed-noise grid
+every ``sample_every``, the ``last`` (and best-by-KID) checkpoint every ``checkpoint_every`` and the kept
+``step_XXXXXXX.pt`` checkpoints. With ``resume`` the loop first restores ``checkpoints/last.pt`` exactly,
+process-wide RNG included.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from cxraug import faults, io
+from cxraug.data.imageset import ImageSet
+from cxraug.errors import CxraugError
+from cxraug.generators import checkpoint
+from cxraug.generators.runlog import RunLog
+from cxraug.ui import make_progress
+
+if TYPE_CHECKING:
+    from cxraug.generators.base import Generator
+
+#: ``scorer(images uint8 (N,S,S), labels int (N,) or None) -> {"kid": ..., ...}``; lower KID is better.
+Scorer = Callable[[np.ndarray, "np.ndarray | None"], dict[str, float]]
+
+
+class TrainingDiverged(CxraugError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class FitResult:
+    steps: int
+    best_step: int | None
+    best_kid: float | None
+    wall_s: float
+    out_dir: str
+
+
+def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scorer | None, resume: bool,
+          progress: bool, tensorboard: bool | None, stamp: dict[str, Any]) -> FitResult:
+    """Train ``gen`` on ``data`` up to its step budget in this process, writing into ``out_dir`` (rank 0)."""
+    if len(data) == 0:
+        raise CxraugError(f"{gen.name}: the training set is empty")
+    if data.size != gen.config.size:
+        raise CxraugError(f"{gen.name}: images are {data.size} px but the generator is configured for "
+                          f"{gen.config.size} px")
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    last = ckpt_dir / "last.pt"
+    if resume and last.exists():
+        checkpoint.restore(gen, io.torch_load(last, map_location=gen.device), global_rng=True)
+    gen.stamp = stamp
+    if gen._rank > 0:  # DDP: its own noise (rank 0 keeps the exact single-process stream)
+        torch.manual_seed(gen.config.seed + 1_000_003 * gen._rank + gen.step)
+    writer = gen._rank == 0
+    total = gen.total_steps(len(data))
+    log = RunLog(out, gen.step, tensorboard) if writer else None
+    t0 = time.time()
+    with make_progress(enabled=progress and writer) as prog:
+        task = prog.add_task(f"train {gen.name}", total=total, completed=gen.step)
+        while gen.step < total:
+            for m in gen.modules().values():
+                m.train()
+            for m in gen.ema.values():
+                m.eval()
+            losses = gen.train_step(gen.next_batch(data))
+            bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+            if bad:
+                name, val = next(iter(bad.items()))
+                raise TrainingDiverged(
+                    f"{gen.name}: non-finite loss {name}={val} at step {gen.step + 1}; training stopped, "
+                    f"the last good checkpoint is kept in {ckpt_dir}")
+            gen.step += 1
+            faults.point("generator")
+            update_ema(gen)
+            prog.advance(task)
+            if log is None:
+                continue
+            if gen.step % gen.config.log_every == 0 or gen.step == total:
+                log.losses(gen.step, losses)
+            if gen.step % gen.config.sample_every == 0 or gen.step == total:
+                grid = out / "samples" / f"step_{gen.step:07d}.png"
+                gen.save_grid(grid)
+                log.grid(gen.step, grid)
+            if gen.step % gen.config.checkpoint_every == 0 or gen.step == total:
+                save_checkpoints(gen, ckpt_dir, data, scorer, log)
+            if gen.step in gen.config.keep_steps:
+                io.torch_save(checkpoint.capture(gen), ckpt_dir / f"step_{gen.step:07d}.pt")
+    if log is not None:
+        if not last.exists():  # zero-step budget: still leave a loadable checkpoint
+            save_checkpoints(gen, ckpt_dir, data, scorer, log)
+        log.close()
+    return FitResult(steps=gen.step, best_step=gen.best["step"], best_kid=gen.best["kid"],
+                     wall_s=time.time() - t0, out_dir=str(out))
+
+
+def save_checkpoints(gen: "Generator", ckpt_dir: Path, data: ImageSet, scorer: Scorer | None,
+                     log: RunLog) -> None:
+    """``last.pt``, and ``best.pt`` when the scorer rates this step's samples best so far (lowest KID)."""
+    if scorer is not None:
+        with torch.random.fork_rng(devices=[gen.device] if gen.device.type == "cuda" else []):
+            imgs, labels = gen.eval_samples(gen.config.kid_samples, data)
+            scores = scorer(imgs, labels)  # a scorer drawing from the global RNG must not change training
+        kid = float(scores["kid"])
+        log.scores(gen.step, scores)
+        if gen.best["kid"] is None or kid < gen.best["kid"]:
+            gen.best = {"step": gen.step, "kid": kid}
+            io.torch_save(checkpoint.capture(gen), ckpt_dir / "best.pt")
+    io.torch_save(checkpoint.capture(gen), ckpt_dir / "last.pt")
+
+
+def update_ema(gen: "Generator") -> None:
+    """Move every EMA copy ``1 - ema_decay`` of the way towards its trained network (buffers copied)."""
+    d = gen.config.ema_decay
+    if d is None:
+        return
+    with torch.no_grad():
+        for attr, ema in gen.ema.items():
+            src = getattr(gen, attr)
+            for pe, p in zip(ema.parameters(), src.parameters()):
+                pe.lerp_(p, 1.0 - d)
+            for be, b in zip(ema.buffers(), src.buffers()):
+                be.copy_(b)
