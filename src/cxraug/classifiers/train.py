@@ -121,6 +121,12 @@ class ClassifierConfig(BaseModel):
     unfreeze_last_epochs: int = Field(0, ge=0)
     unfreeze_lr: float = Field(1e-5, gt=0)
     precision: Literal["auto", "32", "bf16"] = "auto"
+    synthetic_weight: float = Field(1.0, ge=0, le=1, description="per-sample loss weight of synthetic images")
+    synthetic_label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of synthetic images only")
+    synthetic_schedule: Literal["mixed", "pretrain-finetune"] = Field(
+        "mixed", description="pretrain-finetune: the budget is split; stage 1 trains on real + synthetic images, "
+        "stage 2 continues from stage 1's best weights on the real images only")
+    finetune_fraction: float = Field(0.5, gt=0, lt=1, description="pretrain-finetune: stage 2's share of the budget")
 
     @field_validator("patience", mode="before")
     @classmethod
@@ -317,6 +323,11 @@ def make_schedule(cfg: ClassifierConfig, opt: torch.optim.Optimizer,
 class _Data:
     images: torch.Tensor  # uint8 (N, S, S)
     labels: torch.Tensor  # int64 (N,)
+    synthetic: torch.Tensor | None = None  # bool (N,), training data only
+
+    @classmethod
+    def of(cls, images: ImageSet) -> "_Data":
+        return cls(torch.as_tensor(images.images), torch.as_tensor(images.labels), torch.as_tensor(images.synthetic))
 
 
 class WeightedCE:
@@ -324,17 +335,38 @@ class WeightedCE:
 
     Dividing each rank's sum by the weight total of the whole *global* batch makes the DDP gradient average equal
     the single-process weighted mean exactly, even when class proportions differ between the ranks' slices.
+    Synthetic images (``synthetic`` mask) may weigh ``synthetic_weight`` x their class weight and learn soft
+    targets ``(1 - e) onehot + e / K``: with weight 0 a batch's loss is exactly that of its real images.
     """
 
-    def __init__(self, weight: torch.Tensor | None, num_classes: int, device: torch.device) -> None:
+    def __init__(self, weight: torch.Tensor | None, num_classes: int, device: torch.device,
+                 synthetic_weight: float = 1.0, smoothing: float = 0.0) -> None:
         self.weight = (torch.ones(num_classes) if weight is None else weight).to(device)
         self._sum = nn.CrossEntropyLoss(weight=self.weight, reduction="sum")
+        self.num_classes = num_classes
+        self.synthetic_weight, self.smoothing = synthetic_weight, smoothing
 
-    def sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._sum(logits.float(), y)
+    def _plain(self, synthetic: torch.Tensor | None) -> bool:
+        return synthetic is None or not bool(synthetic.any()) or (self.synthetic_weight == 1 and self.smoothing == 0)
 
-    def total(self, y: torch.Tensor) -> torch.Tensor:
-        return self.weight[y].sum()
+    def _sample_weight(self, y: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
+        return self.weight[y] * torch.where(synthetic, self.synthetic_weight, 1.0)
+
+    def sum(self, logits: torch.Tensor, y: torch.Tensor, synthetic: torch.Tensor | None = None) -> torch.Tensor:
+        if self._plain(synthetic):
+            return self._sum(logits.float(), y)
+        assert synthetic is not None
+        target = nn.functional.one_hot(y, self.num_classes).float()
+        soft = target * (1 - self.smoothing) + self.smoothing / self.num_classes
+        target = torch.where(synthetic[:, None], soft, target)
+        nll = -(target * torch.log_softmax(logits.float(), 1)).sum(1)
+        return (self._sample_weight(y, synthetic) * nll).sum()
+
+    def total(self, y: torch.Tensor, synthetic: torch.Tensor | None = None) -> torch.Tensor:
+        if self._plain(synthetic):
+            return self.weight[y].sum()
+        assert synthetic is not None
+        return self._sample_weight(y, synthetic).sum().clamp(min=1e-12)  # an all-synthetic batch at weight 0
 
 
 def macro_f1(confusion: torch.Tensor) -> float:
@@ -385,10 +417,13 @@ def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimi
         idx = batch[rank::world]
         x = to_unit(data.images[idx]).to(fabric.device)
         y = data.labels[idx].to(fabric.device)
+        syn = None if data.synthetic is None else data.synthetic[idx].to(fabric.device)
         if policy is not None:
             x = policy(x)
         logits = model(x)
-        part = loss_fn.sum(logits, y) / loss_fn.total(data.labels[batch].to(fabric.device))
+        total = loss_fn.total(data.labels[batch].to(fabric.device),
+                              None if data.synthetic is None else data.synthetic[batch].to(fabric.device))
+        part = loss_fn.sum(logits, y, syn) / total
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(part * world)  # DDP averages gradients over ranks; the parts sum to the batch mean
         optimizer.step()
@@ -411,16 +446,19 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     net = _build(cfg, k, size)
     seed_everything(cfg.seed + fabric.global_rank)  # augmentation and dropout differ per rank
     policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude) if cfg.augment else None
-    tr = _Data(torch.as_tensor(train.images), torch.as_tensor(train.labels))
+    tr = _Data.of(train)
     va = _Data(torch.as_tensor(val.images), torch.as_tensor(val.labels))
-    loss_fn = WeightedCE(loss_weights(cfg, train.labels, k), k, fabric.device)
+    loss_fn = WeightedCE(loss_weights(cfg, train.labels, k), k, fabric.device, cfg.synthetic_weight,
+                         cfg.synthetic_label_smoothing)
     world = fabric.world_size
     stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)
     per_pass = math.ceil(len(tr.labels) / (cfg.batch_size * world))
     every, budget = default_budget(cfg, len(tr.labels), world)
-    phases = [("train", budget, cfg.lr)]
+    phases = [Phase("train", budget, cfg.lr, tr, stream, per_pass)]
+    if cfg.synthetic_schedule == "pretrain-finetune":
+        phases = pretrain_finetune(phases[0], train, cfg, world)
     if cfg.unfreeze_last_epochs:
-        phases.append(("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr))
+        phases.append(Phase("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr, tr, stream, per_pass))
     history: list[dict[str, Any]] = []
     best: dict[str, float] | None = None
     best_check, best_state = 0, copy.deepcopy(net.state_dict())
@@ -431,11 +469,15 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
 
         tb = summary_writer(Path(out_dir) / "tb", tensorboard)
     with make_progress() as prog:
-        task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
-        for phase, budget, lr in phases:
+        task = prog.add_task(f"{cfg.model}", total=sum(p.budget for p in phases), visible=fabric.is_global_zero)
+        for ph in phases:
+            phase, budget, lr, data, stream, per_pass = ph.name, ph.budget, ph.lr, ph.data, ph.stream, ph.per_pass
             if phase == "fine-tune":
                 net.load_state_dict(best_state)
                 net.unfreeze_last_block()
+            if phase == "finetune-real":
+                net.load_state_dict(best_state)
+                stopped_early = False  # convergence is judged on the last stage
             chunks = check_steps(budget, every)
             optimizer = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad], lr)
             schedule = make_schedule(cfg, optimizer, len(chunks))
@@ -444,7 +486,7 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
             bad = 0
             for steps in chunks:
                 start = time.perf_counter()
-                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, loss_fn, tr,
+                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, loss_fn, data,
                                                        (next(stream) for _ in range(steps)), policy)
                 total_steps += steps
                 lr_now = optimizer.param_groups[0]["lr"]
@@ -492,6 +534,32 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
             result.save(Path(out_dir) / "best.pt")
         write_history_csv(history, Path(out_dir) / "history.csv")
     return result
+
+
+@dataclass
+class Phase:
+    """One stretch of training: its name (``history.csv``'s ``phase``), step budget, learning rate, data and
+    batch stream (``per_pass``: optimiser steps per pass over its data)."""
+
+    name: str
+    budget: int
+    lr: float
+    data: _Data
+    stream: Iterator[np.ndarray]
+    per_pass: int
+
+
+def pretrain_finetune(whole: Phase, train: ImageSet, cfg: ClassifierConfig, world: int) -> list[Phase]:
+    """The budget of ``whole`` split in two stages: ``pretrain`` on real + synthetic images, then
+    ``finetune-real`` on the real images only (``finetune_fraction`` of the steps, at least one)."""
+    real = train.subset(np.flatnonzero(~train.synthetic))
+    if not len(real):
+        raise CxraugError("pretrain-finetune needs real training images for its second stage")
+    second = max(1, min(whole.budget - 1, round(whole.budget * cfg.finetune_fraction)))
+    batch = cfg.batch_size * world
+    return [Phase("pretrain", whole.budget - second, whole.lr, whole.data, whole.stream, whole.per_pass),
+            Phase("finetune-real", second, whole.lr, _Data.of(real), batch_stream(len(real), batch, cfg.seed + 1),
+                  math.ceil(len(real) / batch))]
 
 
 def non_finite_note(row: dict[str, Any], best_check: int) -> str:

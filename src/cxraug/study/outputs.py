@@ -102,7 +102,51 @@ def classifier_row(u: Unit, res: dict[str, Any]) -> dict[str, Any]:
             "eval_every": budget.eval_every, "early_stopping": budget.early_stopping,
             "steps": res.get("steps"), "best_step": res.get("best_step"), "converged": res.get("converged"),
             "val_f1": res.get("val_f1", math.nan), **{m: metrics.get(m, math.nan) for m in METRICS},
-            "wall_s": res["wall_s"]}
+            **_curation_columns(res), "wall_s": res["wall_s"]}
+
+
+def _curation_columns(res: dict[str, Any]) -> dict[str, Any]:
+    """A curated arm's kept fraction and judge accuracy (no columns for other units)."""
+    cur = res.get("curation")
+    if cur is None:
+        return {}
+    return {"kept_fraction": cur["kept_fraction"], "judge_accuracy": cur["judge_accuracy"],
+            "synthetic_short": ";".join(f"{c}:{v['got']}/{v['wanted']}" for c, v in cur["short"].items())}
+
+
+def curation_rows(plan: Plan, store: UnitStore) -> list[dict[str, Any]]:
+    """curation.csv: per generator unit, filter and class, the candidates drawn, kept and rejected by each test."""
+    rows = []
+    for u in plan.of_kind("generator"):
+        for key, cur in store.load(u.key).get("curation", {}).items():
+            f = cur["filter"]
+            for c, rec in cur["classes"].items():
+                rows.append({"unit": u.key, **u.fields, "filter": key, "confidence": f["confidence"],
+                             "realism": f["realism"], "diversity": f["diversity"], "class": c, **rec,
+                             "judge_accuracy": cur["judge"]["val_accuracy"], "judge": cur["judge"]["hash"]})
+    return rows
+
+
+def curation_warnings(crows: list[dict[str, Any]]) -> list[str]:
+    """One line per curated arm whose curated pool held fewer images than it asked for."""
+    short: dict[tuple[str, str, str], list[str]] = {}
+    for r in crows:
+        if r.get("synthetic_short"):
+            short.setdefault((r["regime"], r["classifier"], r["arm"]), []).append(r["synthetic_short"])
+    return [f"curated arm {arm} ({regime}, {clf}) trained on fewer synthetic images than its policy asks for in "
+            f"{len(v)} unit(s) (class:got/wanted {', '.join(sorted(set(v)))}): too few candidates passed its "
+            f"filter within max_draw; lower the thresholds or raise max_draw"
+            for (regime, clf, arm), v in short.items()]
+
+
+def _add_curation(summary: list[dict[str, Any]], crows: list[dict[str, Any]]) -> None:
+    """Mean kept fraction and judge accuracy beside each curated arm's summary rows."""
+    for s in summary:
+        sel = [r for r in crows if (r["regime"], r["classifier"], r["arm"]) == (s["regime"], s["classifier"],
+                                                                               s["arm"]) and "kept_fraction" in r]
+        if sel:
+            s["kept_fraction"] = _mean([r["kept_fraction"] for r in sel])
+            s["judge_accuracy"] = _mean([r["judge_accuracy"] for r in sel])
 
 
 def failure_notes(plan: Plan, store: UnitStore, crows: list[dict[str, Any]]) -> list[str]:
@@ -209,6 +253,9 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     grows, gclass = generator_rows(plan, store)
     _csv(out / "results.csv", every + grows)
     _csv(out / "generators.csv", gclass)
+    curation = curation_rows(plan, store)
+    if curation:
+        _csv(out / "curation.csv", curation)
     by_step = [{"unit": u.key, **u.fields, **r} for u in plan.of_kind("generator")
                for r in store.load(u.key).get("by_step", [])]
     if by_step:
@@ -234,10 +281,11 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
         row["lost_repeats"] = lost[key]
     failures = failure_notes(plan, store, every)
     fairness = {"budget": budget_note(proto, plan), "added_arms": list(added or []),
-                "warnings": fairness_warnings(crows, grows),
+                "warnings": fairness_warnings(crows, grows) + curation_warnings(crows),
                 "strongest_baselines": {f"{r}/{c}": a for (r, c), a in strongest.items()}}
     _add_bootstrap(plan, store, data, proto, summary, comparisons)
     _add_generator_quality(proto, summary, grows)
+    _add_curation(summary, crows)
     _csv(out / "summary.csv", summary)
     _csv(out / "comparisons.csv", comparisons)
     _, _, clf_sizes = sizes_needed(proto)

@@ -67,7 +67,8 @@ def _tasks(plan: Plan, store: UnitStore, proto: Protocol, data: StudyData, extra
             size = _gen_size(proto, f["generator"])
             kwargs = {"spec": unit.spec, "train": data.subsets[(f["regime"], f["draw"], size)],
                       "val": data.splits[size].val, "work_dir": str(store.folder(unit.key)),
-                      "threads": ex.threads, "device": ex.device, "extractor": extractor}
+                      "threads": ex.threads, "device": ex.device, "extractor": extractor,
+                      "cache_dir": proto.data.cache_dir}
             fn = run_generator_unit
         else:
             size = unit.spec.size or data_size
