@@ -31,11 +31,12 @@ def flat(values) -> np.ndarray:
 def test_confidence_keeps_exactly_the_images_at_or_above_tau():
     values = np.arange(0, 256, 5)
     images, labels = flat(values), np.ones(len(values), dtype=np.int64)
-    keep, rec = curate_images(images, labels, ["Normal", "COVID"], CurationFilter(confidence=0.6),
+    keep, rec, detail = curate_images(images, labels, ["Normal", "COVID"], CurationFilter(confidence=0.6),
                               PlantedJudge(), _real(flat([100, 150])))
     expected = values / 255.0 >= 0.6
     assert np.array_equal(keep, expected)
     assert rec["COVID"]["kept"] == expected.sum() and rec["COVID"]["rejected_confidence"] == (~expected).sum()
+    assert np.allclose(detail["probability"], values / 255.0) and np.array_equal(detail["pass_confidence"], expected)
 
 
 def _real(images: np.ndarray, label: int = 1):

@@ -100,3 +100,10 @@ def test_the_judge_never_sees_validation_images(curated, tmp_path):
     assert ka["judge"]["hash"] == kb["judge"]["hash"] and ka["judge"]["train_counts"] == train.counts()
     assert ka["classes"] == kb["classes"]
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_report_shows_kept_and_rejected_samples_per_class(curated):
+    html = (curated / "report.html").read_text()
+    assert "Curation f" in html and "kept fraction" in html
+    assert html.count('alt="kept COVID"') == 1 and html.count('alt="rejected Normal"') <= 1
+    assert 'alt="kept Normal"' in html

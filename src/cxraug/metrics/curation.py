@@ -208,10 +208,12 @@ def curate_class(draw: Callable[[int, int], np.ndarray], need: int, label: int, 
 
 
 def curate_images(images: np.ndarray, labels: np.ndarray, classes: list[str], f: CurationFilter, judge: Scores,
-                  real: ImageSet) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
-    """Apply one filter to a fixed set of labelled synthetic images (no drawing): (kept mask, per-class record).
-    With ``diversity`` every passing image is kept (there is no count to choose for)."""
+                  real: ImageSet) -> tuple[np.ndarray, dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Apply one filter to a fixed set of labelled synthetic images (no drawing): (kept mask, per-class record,
+    per-image columns: the judge's probability of the label and whether each test passed). With ``diversity``
+    every passing image is kept (there is no count to choose for)."""
     keep = np.zeros(len(images), dtype=bool)
+    detail = {"probability": np.full(len(images), np.nan)}
     records = {}
     for li, c in enumerate(classes):
         members = np.flatnonzero(labels == li)
@@ -220,8 +222,12 @@ def curate_images(images: np.ndarray, labels: np.ndarray, classes: list[str], f:
         stream = _Stream()
         stream.add(np.asarray(images)[members], judge, None)
         tests = stream.tests(f, li, judge.features(real.of_class(c).images))
-        passing = np.logical_and.reduce(list(tests.values()))
+        tests.pop("near_copy")
+        passing = np.logical_and.reduce([np.ones(len(members), dtype=bool), *tests.values()])
         keep[members[passing]] = True
+        detail["probability"][members] = stream.proba[0][:, li]
+        for k, v in tests.items():
+            detail.setdefault(f"pass_{k}", np.zeros(len(images), dtype=bool))[members] = v
         records[c] = {"drawn": len(members), "kept": int(passing.sum()), "kept_fraction": float(passing.mean()),
-                      **{f"rejected_{k}": int((~v).sum()) for k, v in tests.items() if k != "near_copy"}}
-    return keep, records
+                      **{f"rejected_{k}": int((~v).sum()) for k, v in tests.items()}}
+    return keep, records, detail
