@@ -15,7 +15,7 @@ import numpy as np
 from cxraug.augment.synthetic import (SyntheticPolicy, SyntheticSource, empty_synthetic, generate_synthetic,
                                       policy_counts)
 from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
-from cxraug.classifiers.train import class_weight_tensor
+from cxraug.classifiers.loss import class_weight_tensor
 from cxraug.data.imageset import ImageSet
 from cxraug.data.resize import resize_uint8
 from cxraug.device import resolve_device, seed_everything, set_threads
