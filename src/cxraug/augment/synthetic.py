@@ -79,6 +79,8 @@ class CurationFilter(BaseModel):
     max_draw: float = Field(4.0, ge=1, le=50, description="most candidates drawn, x the images needed")
     diversity_pool: float = Field(2.0, ge=1, le=20, description="with diversity: passing candidates to choose "
                                   "from, x the images needed")
+    judge_epochs: int | None = Field(None, ge=1, le=1000, description="the judge's training passes; null = the "
+                                     "study's domain-encoder settings (metrics.encoder)")
 
     @model_validator(mode="after")
     def _something(self) -> "CurationFilter":

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from cxraug.augment.synthetic import (SyntheticPolicy, SyntheticSource, empty_synthetic, generate_synthetic,
-                                      policy_counts)
+from cxraug.augment.synthetic import (CurationFilter, SyntheticPolicy, SyntheticSource, empty_synthetic,
+                                      generate_synthetic, policy_counts)
 from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
 from cxraug.classifiers.loss import class_weight_tensor
 from cxraug.data.imageset import ImageSet
@@ -159,43 +159,56 @@ def _round_seed(seed: int, rnd: int) -> int:
     return int(np.random.SeedSequence([int(seed), 0xC0A7, int(rnd)]).generate_state(1)[0])
 
 
+def _judge_config(spec: GeneratorUnitSpec, f: CurationFilter) -> EncoderConfig:
+    """The judge of a filter: the study's domain-encoder settings, with the filter's own passes if it sets them."""
+    return EncoderConfig(**{**spec.metrics.encoder, **({"epochs": f.judge_epochs} if f.judge_epochs else {})})
+
+
 def curate_pools(spec: GeneratorUnitSpec, models: Any, train: ImageSet, val: ImageSet, gate_extractor: Any,
                  cache_dir: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One curated pool per filter (arrays named ``<filter key>__images`` etc.) and its record: the judge (trained
-    on the real training subset), its validation accuracy, and per class drawn / kept / rejected by each test."""
-    judge = Judge.train(train, EncoderConfig(**spec.metrics.encoder), cache_dir)
-    judge_record = {"hash": judge.record["hash"], "trained_now": bool(judge.record.get("trained")),
-                    "val_accuracy": judge.accuracy(val), "train_counts": judge.record["train_counts"]}
+    on the real training subset), its validation accuracy, and per class drawn / kept / rejected by each test.
+    Filters with the same judge share one candidate stream per class."""
     near_copy = None
     if gate_extractor is not None:
         def near_copy(images: np.ndarray) -> np.ndarray:
             return np.asarray(audit(images, train.images, val.images, extractor=gate_extractor, seed=0)["near_copy"])
-    parts: dict[str, list[ImageSet]] = {f.key: [] for f in spec.curations}
-    rejected: dict[str, list[ImageSet]] = {f.key: [] for f in spec.curations}
-    records: dict[str, dict[str, Any]] = {f.key: {} for f in spec.curations}
-    for c, need in sorted(spec.pool.items()):
-        li = train.classes.index(c)
-
-        def draw(rnd: int, n: int) -> np.ndarray:
-            policy = SyntheticPolicy(mode="add", n_per_class=n, classes=[c])
-            return generate_synthetic(train, models, policy, seed=_round_seed(spec.seed, rnd)).images
-
-        real_features = judge.features(train.of_class(c).images[~train.of_class(c).synthetic])
-        images, results = curate_class(draw, need, li, spec.curations, judge, real_features, near_copy)
-        for f, res in zip(spec.curations, results):
-            records[f.key][c] = res.record
-            out = np.setdiff1d(np.arange(res.record["drawn"]), res.kept)[:REJECTED_SHOWN]
-            parts[f.key].append(_labelled(images[res.kept], li, train, f"curated:{f.key}:{c}"))
-            rejected[f.key].append(_labelled(images[out], li, train, f"rejected:{f.key}:{c}"))
-    arrays: dict[str, np.ndarray] = {}
+    groups: dict[str, list[CurationFilter]] = {}
     for f in spec.curations:
-        for part, kind in ((parts, ""), (rejected, "rejected_")):
-            pool = empty_synthetic(train)
-            for p in part[f.key]:
-                pool = pool.concat(p)
-            arrays.update({f"{f.key}__{kind}{k}": v for k, v in pool_to_arrays(pool).items()})
-    return arrays, {f.key: {"filter": f.model_dump(), "judge": judge_record, "classes": records[f.key]}
-                    for f in spec.curations}
+        groups.setdefault(_judge_config(spec, f).model_dump_json(), []).append(f)
+    arrays: dict[str, np.ndarray] = {}
+    record: dict[str, Any] = {}
+    real = train.subset(np.flatnonzero(~train.synthetic))
+    for config, filters in groups.items():
+        judge = Judge.train(real, EncoderConfig.model_validate_json(config), cache_dir)
+        about = {"hash": judge.record["hash"], "trained_now": bool(judge.record.get("trained")),
+                 "epochs": judge.record["config"]["epochs"], "val_accuracy": judge.accuracy(val),
+                 "train_counts": judge.record["train_counts"]}
+        kept: dict[str, list[ImageSet]] = {f.key: [] for f in filters}
+        shown: dict[str, list[ImageSet]] = {f.key: [] for f in filters}
+        classes: dict[str, dict[str, Any]] = {f.key: {} for f in filters}
+        for c, need in sorted(spec.pool.items()):
+            li = train.classes.index(c)
+
+            def draw(rnd: int, n: int, c: str = c) -> np.ndarray:
+                policy = SyntheticPolicy(mode="add", n_per_class=n, classes=[c])
+                return generate_synthetic(train, models, policy, seed=_round_seed(spec.seed, rnd)).images
+
+            images, results = curate_class(draw, need, li, filters, judge, judge.features(real.of_class(c).images),
+                                           near_copy)
+            for f, res in zip(filters, results):
+                classes[f.key][c] = res.record
+                out = np.setdiff1d(np.arange(res.record["drawn"]), res.kept)[:REJECTED_SHOWN]
+                kept[f.key].append(_labelled(images[res.kept], li, train, f"curated:{f.key}:{c}"))
+                shown[f.key].append(_labelled(images[out], li, train, f"rejected:{f.key}:{c}"))
+        for f in filters:
+            for parts, kind in ((kept, ""), (shown, "rejected_")):
+                pool = empty_synthetic(train)
+                for p in parts[f.key]:
+                    pool = pool.concat(p)
+                arrays.update({f"{f.key}__{kind}{k}": v for k, v in pool_to_arrays(pool).items()})
+            record[f.key] = {"filter": f.model_dump(), "judge": about, "classes": classes[f.key]}
+    return arrays, record
 
 
 def _labelled(images: np.ndarray, label: int, train: ImageSet, prefix: str) -> ImageSet:
