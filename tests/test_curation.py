@@ -29,7 +29,7 @@ def flat(values) -> np.ndarray:
 
 
 def test_confidence_keeps_exactly_the_images_at_or_above_tau():
-    values = np.arange(0, 256, 5)
+    values = np.concatenate([np.arange(0, 256, 5), [153]])  # 153 / 255 == 0.6 exactly: kept
     images, labels = flat(values), np.ones(len(values), dtype=np.int64)
     keep, rec, detail = curate_images(images, labels, ["Normal", "COVID"], CurationFilter(confidence=0.6),
                               PlantedJudge(), _real(flat([100, 150])))
