@@ -107,3 +107,20 @@ def test_report_shows_kept_and_rejected_samples_per_class(curated):
     assert "Curation f" in html and "kept fraction" in html
     assert html.count('alt="kept COVID"') == 1 and html.count('alt="rejected Normal"') <= 1
     assert 'alt="kept Normal"' in html
+
+
+def test_a_resumed_study_feeds_curated_arms_from_the_stored_generator_unit(curated, tmp_path):
+    """The curated pool and its record come back from disk: re-running a removed curated classifier unit gives
+    the same row."""
+    import shutil
+
+    before = {r["unit"]: r for r in _rows(curated / "results.csv")}
+    unit = next(k for k, r in before.items() if r.get("arm") == "dcgan-curated")
+    copy = tmp_path / "out"
+    shutil.copytree(curated, copy)
+    shutil.rmtree(copy / "units" / unit)
+    proto = load_protocol(copy / "protocol.yaml")
+    run_study(proto, copy)
+    after = {r["unit"]: r for r in _rows(copy / "results.csv")}
+    same = {k: v for k, v in before[unit].items() if k != "wall_s"}
+    assert {k: v for k, v in after[unit].items() if k != "wall_s"} == same

@@ -137,7 +137,9 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
 
     def upstream(key: str) -> dict[str, Any]:
         res = store.load(key)
-        return {"pool": store.load_pool(key)} if res.get("status", OK) == OK else res
+        if res.get("status", OK) != OK:
+            return res
+        return {"pool": store.load_pool(key), "curation": res.get("curation", {})}
 
     def on_result(task: Task, result: dict[str, Any]) -> None:
         unit = by_key[task.key]
