@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from cxraug.classifiers import ClassifierConfig, TrainedClassifier, evaluate, train_classifier
 import cxraug.classifiers.train
-from cxraug.classifiers.train import WeightedCE, class_weight_tensor, undertrained_note
+from cxraug.classifiers.loss import WeightedCE, class_weight_tensor
+from cxraug.classifiers.trained import undertrained_note
 from cxraug.cli import app
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
@@ -316,7 +317,8 @@ def test_fixed_class_weights_are_used_as_given_and_checked() -> None:
 
 
 def test_automatic_budget_is_counted_in_steps_for_small_data() -> None:
-    from cxraug.classifiers.train import MIN_BUDGET_STEPS, MIN_EVAL_STEPS, default_budget
+    from cxraug.classifiers.config import MIN_BUDGET_STEPS, MIN_EVAL_STEPS
+    from cxraug.classifiers.steps import default_budget
 
     auto = ClassifierConfig()  # no budget given: automatic
     assert default_budget(auto, 150) == (MIN_EVAL_STEPS, MIN_BUDGET_STEPS)  # 5 steps a pass: floors apply

@@ -83,3 +83,29 @@ def test_fake_images_in_any_real_data_layout(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["fake"]["counts"] == {"COVID": 6, "Normal": 6} and set(report["per_class"]) == {"COVID", "Normal"}
+
+
+def test_evaluate_images_filter_writes_the_kept_list(tmp_path) -> None:
+    data = write_phantom_dataset(tmp_path / "data", 14, size=32, classes=["COVID", "Normal"])
+    good = phantoms(6, 32, seed=3, classes=["COVID", "Normal"])
+    noise = np.random.default_rng(0).integers(0, 256, (6, 32, 32), dtype=np.uint8)
+    images = np.concatenate([good.images, noise])
+    labels = [good.classes[c] for c in good.labels] + ["COVID"] * 6
+    _write_fakes(tmp_path / "fake", images, labels)
+    out = tmp_path / "report.json"
+    args = ["evaluate-images", "--real", str(data), "--fake", str(tmp_path / "fake"), "--bootstrap", "0",
+            "--encoder-epochs", "6", "--encoder-dir", str(tmp_path / "enc"), "--filter", "confidence=0.01,realism=5",
+            "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "report_kept.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 18 and {"path", "class", "kept", "probability", "pass_confidence", "pass_realism"} <= set(rows[0])
+    assert all(r["kept"] == str(r["pass_confidence"] == r["pass_realism"] == "True") for r in rows)
+    report = json.loads(out.read_text())["curation"]
+    assert report["kept"] == sum(r["kept"] == "True" for r in rows) and report["of"] == 18
+    index = {r["path"].rsplit("fake_", 1)[1].split(".")[0]: r for r in rows}
+    assert sum(index[str(k)]["kept"] == "True" for k in range(12, 18)) <= 2  # noise: outside the real k-NN balls
+    assert sum(index[str(k)]["kept"] == "True" for k in range(12)) >= 8  # real-like phantoms: inside
+    bad = CliRunner().invoke(app, args[:-4] + ["--filter", "confidence=2"])
+    assert isinstance(bad.exception, CxraugError) and "--filter 'confidence=2': confidence" in str(bad.exception)

@@ -15,7 +15,7 @@ from data_helpers import class_folders, write_csv
 from study_tiny import write_protocol
 
 import cxraug.study.units as units
-from cxraug.classifiers.train import class_weight_tensor
+from cxraug.classifiers.loss import class_weight_tensor
 from cxraug.data.imageset import ImageSet
 from cxraug.data.load import image_meta_column
 from cxraug.study.baselines import complete_arms

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+import copy
+
 import yaml
 
 from cxraug.errors import CxraugError
@@ -165,3 +167,28 @@ def test_generative_arms_get_classical_and_same_count_oversample_baselines(tmp_p
     matched = {(p.arm, p.role): p.baseline for p in pairs}
     assert matched[("gen", "oversample")] == "oversample+keras"
     assert matched[("gen-b", "oversample")] == "oversample+keras-2"
+
+
+def test_fields_added_later_stay_out_of_keys_at_their_default(tmp_path: Path) -> None:
+    """Study folders from before the curation fields keep their unit keys; setting a field changes the key of
+    exactly the units it affects."""
+    from cxraug.study.specs import content_key
+
+    raw = copy.deepcopy(BASE)
+    plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    for u in plan.units:
+        old = u.spec.model_dump(exclude={"curations"} if u.kind == "generator" else
+                                {"arm": {"synthetic_weight", "synthetic_label_smoothing", "schedule",
+                                         "finetune_fraction"}})
+        if u.kind == "classifier" and old["arm"]["policy"] is not None:
+            old["arm"]["policy"].pop("filter")
+        assert u.key == content_key(old)
+    gen_arm = next(a for a in raw["arms"] if a.get("generator"))
+    gen_arm["synthetic_weight"] = 0.5
+    weighted = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    changed = {u.fields["arm"] for u, v in zip(plan.units, weighted.units) if u.key != v.key}
+    assert changed == {gen_arm["name"]}
+    gen_arm["policy"]["filter"] = {"confidence": 0.5}
+    filtered = build_plan(load_protocol(_write(tmp_path, raw)), _info())
+    (g,) = filtered.of_kind("generator")
+    assert [f.confidence for f in g.spec.curations] == [0.5] and g.key != plan.of_kind("generator")[0].key

@@ -27,6 +27,8 @@ and are only ever concatenated onto a training set: :func:`augment_splits` retur
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -63,6 +65,42 @@ class Sampler(Protocol):
                seed: int | None = None) -> np.ndarray: ...
 
 
+class CurationFilter(BaseModel):
+    """Which synthetic images an arm keeps (the ``filter`` block of a policy; applied by
+    :mod:`cxraug.metrics.curation` with a judge trained on the real training subset only).
+
+    ``confidence``: keep an image when the judge's probability of its intended class is >= tau. ``realism``:
+    keep it when its judge features fall inside the k-NN ball of at least one real training image of its class
+    (Kynkaanniemi et al. 2019). ``diversity``: when more candidates pass than are needed, choose the kept set
+    greedily for coverage of the real class (k-center), not the first N. Candidates are drawn in chunks until the
+    count is met (``diversity``: ``diversity_pool`` x the count must pass first) or ``max_draw`` x the count
+    have been drawn.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confidence: float | None = Field(None, gt=0, le=1, description="judge probability threshold tau")
+    realism: int | None = Field(None, ge=1, le=50, description="k of the k-NN manifold test")
+    diversity: bool = Field(False, description="k-center selection among the passing candidates")
+    max_draw: float = Field(4.0, ge=1, le=50, description="most candidates drawn, x the images needed")
+    diversity_pool: float = Field(2.0, ge=1, le=20, description="with diversity: passing candidates to choose "
+                                  "from, x the images needed")
+    judge_epochs: int | None = Field(None, ge=1, le=1000, description="the judge's training passes; null = the "
+                                     "study's domain-encoder settings (metrics.encoder)")
+
+    @model_validator(mode="after")
+    def _something(self) -> "CurationFilter":
+        if self.confidence is None and self.realism is None and not self.diversity:
+            raise ValueError("a filter needs at least one of confidence, realism, diversity")
+        return self
+
+    @property
+    def key(self) -> str:
+        """A short stable name of this filter (the curated pool's name in a generator unit)."""
+        blob = json.dumps(self.model_dump(), sort_keys=True)
+        return "f" + hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
 class SyntheticPolicy(BaseModel):
     """How many synthetic (or, for oversampling, repeated real) images each class gets - the protocol's
     ``arms[].policy`` block and the plug-in's argument alike.
@@ -78,6 +116,7 @@ class SyntheticPolicy(BaseModel):
     ratio: float | None = Field(None, gt=0, description="synthetic images per real image of the class (mode ratio)")
     classes: list[str] | None = Field(None, description="classes that receive images; null = all (with a "
                                       "generator)")
+    filter: CurationFilter | None = Field(None, description="curation of the generated images (generator arms)")
 
     @model_validator(mode="after")
     def _needs(self) -> "SyntheticPolicy":

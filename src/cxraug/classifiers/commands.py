@@ -98,7 +98,8 @@ def train_classifier_cmd(
     the command line overrides the file. run.json (resolved config, stamp) is written before training starts.
     Example: cxraug train-classifier --data ROOT --model resnet18 --size 128 --augment fedoruk --out runs/r18"""
     from cxraug.classifiers.evaluate import evaluate, save_confusion_png
-    from cxraug.classifiers.train import train_classifier, undertrained_note
+    from cxraug.classifiers.train import train_classifier
+    from cxraug.classifiers.trained import undertrained_note
     from cxraug.data import PreprocessConfig, apply_regime, load_splits
     from cxraug.data.imageset import data_fingerprint
     from cxraug.io import write_json

@@ -41,199 +41,30 @@
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from lightning_fabric import Fabric
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from cxraug import faults
 from cxraug.augment import POLICIES
-from cxraug.classifiers.base import CLASSIFIERS, Classifier, build_classifier
-from cxraug.classifiers.heads import HEADS
+from cxraug.classifiers.config import ClassifierConfig
+from cxraug.classifiers.loss import WeightedCE, loss_weights
+from cxraug.classifiers.steps import (Phase, TrainData, batch_stream, check_steps, default_budget, make_optimizer,
+                                      make_schedule, pretrain_finetune)
+from cxraug.classifiers.trained import TrainedClassifier, build_from_config
 from cxraug.data.imageset import ImageSet, to_unit
-from cxraug.device import make_fabric, resolve_device, seed_everything
+from cxraug.device import make_fabric, seed_everything
 from cxraug.errors import CxraugError
-from cxraug.io import torch_load, torch_save, write_csv
+from cxraug.io import write_csv
 from cxraug.ui import make_progress
-
-CHECKPOINT_FORMAT = "cxraug-classifier/1"
-#: the automatic budget (``epochs=None``): passes, and the least optimiser steps in a budget and between validation
-#: checks. On 150 images a pass is 5 steps, and a from-scratch network's validation loss swings for its first tens
-#: of steps, so a budget counted in passes alone stops small-data runs before they converge (BENCHMARKS.md,
-#: "Classifier defaults").
-AUTO_EPOCHS = 40
-MIN_BUDGET_STEPS = 400
-MIN_EVAL_STEPS = 10
-
-
-class ClassifierConfig(BaseModel):
-    """Everything that determines a classifier run (extra fields are refused)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "resnet18"
-    head: str | None = Field(None, description="head preset; None = the model's default")
-    size: int | None = Field(None, description="input size; None = the images' size (must match when given)")
-    pretrained: Literal["imagenet"] | None = None
-    weights: str | None = Field(None, description="local torchvision-format ImageNet weights (implies imagenet)")
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, description="SGD momentum")
-    schedule: Literal["none", "step", "exponential", "cosine"] = "none"
-    step_size: int = Field(2, ge=1, description="validation checks between step decays")
-    gamma: float = Field(0.9, gt=0, le=1, description="decay factor of step/exponential schedules")
-    epochs: int | None = Field(None, ge=1, description="budget in passes over the training images (when max_steps "
-                               "is None); None = automatic: AUTO_EPOCHS passes, at least MIN_BUDGET_STEPS steps, "
-                               "with a validation check every pass but at most every MIN_EVAL_STEPS steps")
-    batch_size: int = Field(32, ge=1, le=65536, description="per process")
-    eval_every: int | None = Field(None, ge=1, description="optimiser steps between validation checks; None = "
-                                   "one pass over the training images")
-    patience: int = Field(6, ge=1, description="validation checks without a better monitored score after which "
-                          "training stops (patience x eval_every optimiser steps); also the window by which a run "
-                          "that used its whole budget is judged converged")
-    monitor: Literal["val_f1", "val_loss"] = Field(
-        "val_f1", description="what picks the best check and drives early stopping: validation macro-F1 (ties: "
-        "lower loss) or validation loss; on small training sets the loss favours the near-uniform predictions of "
-        "the first steps (BENCHMARKS.md, \"Classifier defaults\")")
-    early_stopping: bool = Field(True, description="stop after `patience` checks without improvement; False = "
-                                 "train the whole budget (the best check is restored either way)")
-    class_weights: bool | list[float] = Field(
-        True, description="True: balanced weights from this training set's counts; False: unweighted; a list: "
-        "fixed per-class weights (a study passes the real training subset's, so every arm uses the same loss "
-        "weighting)")
-    augment: str | None = Field(None, description="classical policy applied on the fly")
-    augment_magnitude: float = Field(1.0, ge=0, le=1)
-    max_steps: int | None = Field(None, ge=1, description="optimiser-step budget of the training phase; None = "
-                                  "epochs x one pass")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    unfreeze_last_epochs: int = Field(0, ge=0)
-    unfreeze_lr: float = Field(1e-5, gt=0)
-    precision: Literal["auto", "32", "bf16"] = "auto"
-
-    @field_validator("patience", mode="before")
-    @classmethod
-    def _patience_given(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("null no longer turns early stopping off; set early_stopping: false "
-                             "(patience then only judges convergence)")
-        return v
-
-    @field_validator("model", "head", "augment")
-    @classmethod
-    def _registered(cls, v: str | None, info: ValidationInfo) -> str | None:
-        registry = {"model": CLASSIFIERS, "head": HEADS, "augment": POLICIES}[info.field_name]
-        if v is not None and v not in registry:
-            raise ValueError(f"unknown {registry.kind} {v!r}; known: {', '.join(registry.names())}")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "ClassifierConfig":
-        if self.unfreeze_last_epochs and not self.is_pretrained:
-            raise ValueError("unfreeze_last_epochs needs pretrained='imagenet' or weights")
-        return self
-
-    @property
-    def is_pretrained(self) -> bool:
-        return self.pretrained == "imagenet" or self.weights is not None
-
-
-@dataclass
-class TrainedClassifier:
-    """A trained model (CPU, eval mode) with what is needed to apply it again.
-
-    ``history`` has one row per validation check; ``best_check`` (1-based) is the restored one. ``converged`` is
-    False when training ended by its budget while the validation score was still improving (the best check lies
-    within the patience window before the end): the model may be undertrained; None without a validation set.
-    ``failure`` says why training stopped at a non-finite loss (the best check before it restored, if any).
-    """
-
-    model: Classifier
-    config: ClassifierConfig
-    classes: list[str]
-    size: int
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_check: int = 0
-    converged: bool | None = None  # None: no validation set to judge by, or the run failed
-    failure: str | None = None  # set when training stopped at a non-finite loss (:func:`non_finite_note`)
-
-    @property
-    def best_step(self) -> int:
-        """Optimiser steps made when the restored weights were taken."""
-        return int(self.history[self.best_check - 1]["steps"]) if self.best_check else 0
-
-    @property
-    def steps(self) -> int:
-        """Optimiser steps made in all."""
-        return int(self.history[-1]["steps"]) if self.history else 0
-
-    def predict_proba(self, images: np.ndarray, batch_size: int = 128, device: str = "auto") -> np.ndarray:
-        """Class probabilities (N, K) for uint8 images (N, S, S) in the training preprocessing."""
-        images = np.asarray(images)
-        if images.ndim != 3 or images.shape[-1] != self.size or images.shape[-2] != self.size:
-            raise CxraugError(f"expected uint8 images of shape (N, {self.size}, {self.size}), got {images.shape}")
-        dev = resolve_device(device)
-        model = self.model.to(dev).eval()
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(images), batch_size):
-                out.append(torch.softmax(model(to_unit(images[i:i + batch_size]).to(dev)).float(), 1).cpu())
-        self.model.cpu()
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes)), dtype=np.float32)
-
-    def checkpoint(self) -> dict[str, Any]:
-        """Weights-only checkpoint: tensors, numbers, strings, lists and dicts."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": self.config.model_dump(mode="json"),
-            "classes": list(self.classes),
-            "size": self.size,
-            "preprocess": json.loads(json.dumps(self.preprocess, default=str)),
-            "history": self.history,
-            "best_check": self.best_check,
-            "converged": self.converged,
-            "failure": self.failure,
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        torch_save(self.checkpoint(), path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "TrainedClassifier":
-        """Load a checkpoint written by :meth:`save` (weights-only; anything else is refused clearly)."""
-        ckpt = torch_load(path)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise CxraugError(f"{path} is not a cxraug classifier checkpoint (no {CHECKPOINT_FORMAT!r} format tag)")
-        cfg = ClassifierConfig.model_validate(ckpt["config"])
-        model = _build(cfg, len(ckpt["classes"]), ckpt["size"], load_weights=False)
-        model.load_state_dict(ckpt["state_dict"])
-        return cls(model.eval(), cfg, list(ckpt["classes"]), int(ckpt["size"]), dict(ckpt["preprocess"]),
-                   list(ckpt["history"]), int(ckpt.get("best_check", ckpt.get("best_epoch", 0))),
-                   ckpt.get("converged"), ckpt.get("failure"))
-
-
-def undertrained_note(trained: TrainedClassifier) -> str:
-    """The one-line warning for a run that ended while its validation score was still improving."""
-    return (f"classifier may be undertrained: its best validation check came at step {trained.best_step} of "
-            f"{trained.steps}, within the patience window of the end of its budget; raise epochs/max_steps")
-
-
-def _build(cfg: ClassifierConfig, num_classes: int, size: int, load_weights: bool = True) -> Classifier:
-    return build_classifier(cfg.model, num_classes, size, head=cfg.head, pretrained=cfg.is_pretrained,
-                            weights=cfg.weights, load_weights=load_weights)
 
 
 def _check_data(train: ImageSet, val: ImageSet, cfg: ClassifierConfig) -> int:
@@ -249,94 +80,6 @@ def _check_data(train: ImageSet, val: ImageSet, cfg: ClassifierConfig) -> int:
     return train.size
 
 
-def loss_weights(cfg: ClassifierConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
-    """The cross-entropy class weights ``cfg.class_weights`` asks for (None = unweighted)."""
-    if isinstance(cfg.class_weights, list):
-        if len(cfg.class_weights) != num_classes:
-            raise CxraugError(f"class_weights has {len(cfg.class_weights)} values for {num_classes} classes")
-        return torch.tensor(cfg.class_weights, dtype=torch.float32)
-    return class_weight_tensor(labels, num_classes) if cfg.class_weights else None
-
-
-def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Balanced weights n / (K * n_c) (scikit-learn), 0 for a class absent from the training labels."""
-    present = np.unique(labels)
-    w = np.zeros(num_classes, dtype=np.float32)
-    w[present] = compute_class_weight("balanced", classes=present, y=labels) * len(present) / num_classes
-    return torch.as_tensor(w)
-
-
-def batch_stream(n: int, global_batch: int, seed: int) -> Iterator[np.ndarray]:
-    """Endless full batches of indices from seeded reshuffled passes over ``range(n)``."""
-    rng = np.random.default_rng(seed)
-    buffer = np.zeros(0, dtype=np.int64)
-    while True:
-        while len(buffer) < global_batch:
-            buffer = np.concatenate([buffer, rng.permutation(n)])
-        yield buffer[:global_batch]
-        buffer = buffer[global_batch:]
-
-
-def default_budget(cfg: ClassifierConfig, n_images: int, world: int = 1) -> tuple[int, int]:
-    """(eval_every, max_steps) of a run on ``n_images`` images per pass (see ``ClassifierConfig.epochs``)."""
-    per_pass = math.ceil(n_images / (cfg.batch_size * world))
-    if cfg.epochs is None:  # automatic
-        every, budget = max(per_pass, MIN_EVAL_STEPS), max(AUTO_EPOCHS * per_pass, MIN_BUDGET_STEPS)
-    else:
-        every, budget = per_pass, cfg.epochs * per_pass
-    return cfg.eval_every or every, cfg.max_steps or budget
-
-
-def check_steps(budget: int, every: int) -> list[int]:
-    """Optimiser steps between consecutive validation checks: ``every`` each, the last one what is left."""
-    return [every] * (budget // every) + ([budget % every] if budget % every else [])
-
-
-def make_optimizer(cfg: ClassifierConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay)
-
-
-def make_schedule(cfg: ClassifierConfig, opt: torch.optim.Optimizer,
-                  checks: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    if cfg.schedule == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=checks)
-    return None
-
-
-@dataclass
-class _Data:
-    images: torch.Tensor  # uint8 (N, S, S)
-    labels: torch.Tensor  # int64 (N,)
-
-
-class WeightedCE:
-    """Cross-entropy with per-class weights, as a weighted *sum* and the weight total it is divided by.
-
-    Dividing each rank's sum by the weight total of the whole *global* batch makes the DDP gradient average equal
-    the single-process weighted mean exactly, even when class proportions differ between the ranks' slices.
-    """
-
-    def __init__(self, weight: torch.Tensor | None, num_classes: int, device: torch.device) -> None:
-        self.weight = (torch.ones(num_classes) if weight is None else weight).to(device)
-        self._sum = nn.CrossEntropyLoss(weight=self.weight, reduction="sum")
-
-    def sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._sum(logits.float(), y)
-
-    def total(self, y: torch.Tensor) -> torch.Tensor:
-        return self.weight[y].sum()
-
-
 def macro_f1(confusion: torch.Tensor) -> float:
     """Macro-F1 of a (K, K) [true, predicted] confusion matrix over the classes that occur in it."""
     tp = confusion.diagonal().double()
@@ -346,7 +89,7 @@ def macro_f1(confusion: torch.Tensor) -> float:
     return float(f1[present].mean()) if bool(present.any()) else math.nan
 
 
-def _validate(model: nn.Module, data: _Data, loss: WeightedCE, device: torch.device, num_classes: int,
+def _validate(model: nn.Module, data: TrainData, loss: WeightedCE, device: torch.device, num_classes: int,
               batch_size: int = 256) -> dict[str, float]:
     """Weighted mean validation loss, accuracy and macro-F1."""
     model.eval()
@@ -375,7 +118,7 @@ def _better(metrics: dict[str, float], best: dict[str, float] | None, monitor: s
 
 
 def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: WeightedCE,
-                 data: _Data, batches: Iterator[np.ndarray], policy: nn.Module | None) -> tuple[float, int, int]:
+                 data: TrainData, batches: Iterator[np.ndarray], policy: nn.Module | None) -> tuple[float, int, int]:
     """Optimiser steps over ``batches`` of *global* batch indices (each rank trains on its ``[rank::world]``
     slice); returns (sum over steps of the batch's weighted mean loss, correct, images) over all ranks."""
     model.train()
@@ -385,10 +128,13 @@ def _train_epoch(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimi
         idx = batch[rank::world]
         x = to_unit(data.images[idx]).to(fabric.device)
         y = data.labels[idx].to(fabric.device)
+        syn = None if data.synthetic is None else data.synthetic[idx].to(fabric.device)
         if policy is not None:
             x = policy(x)
         logits = model(x)
-        part = loss_fn.sum(logits, y) / loss_fn.total(data.labels[batch].to(fabric.device))
+        total = loss_fn.total(data.labels[batch].to(fabric.device),
+                              None if data.synthetic is None else data.synthetic[batch].to(fabric.device))
+        part = loss_fn.sum(logits, y, syn) / total
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(part * world)  # DDP averages gradients over ranks; the parts sum to the batch mean
         optimizer.step()
@@ -408,19 +154,22 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
     size = _check_data(train, val, cfg)
     k = len(train.classes)
     seed_everything(cfg.seed)
-    net = _build(cfg, k, size)
+    net = build_from_config(cfg, k, size)
     seed_everything(cfg.seed + fabric.global_rank)  # augmentation and dropout differ per rank
     policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude) if cfg.augment else None
-    tr = _Data(torch.as_tensor(train.images), torch.as_tensor(train.labels))
-    va = _Data(torch.as_tensor(val.images), torch.as_tensor(val.labels))
-    loss_fn = WeightedCE(loss_weights(cfg, train.labels, k), k, fabric.device)
+    tr = TrainData.of(train)
+    va = TrainData(torch.as_tensor(val.images), torch.as_tensor(val.labels))
+    loss_fn = WeightedCE(loss_weights(cfg, train.labels, k), k, fabric.device, cfg.synthetic_weight,
+                         cfg.synthetic_label_smoothing)
     world = fabric.world_size
     stream = batch_stream(len(tr.labels), cfg.batch_size * world, cfg.seed)
     per_pass = math.ceil(len(tr.labels) / (cfg.batch_size * world))
     every, budget = default_budget(cfg, len(tr.labels), world)
-    phases = [("train", budget, cfg.lr)]
+    phases = [Phase("train", budget, cfg.lr, tr, stream, per_pass)]
+    if cfg.synthetic_schedule == "pretrain-finetune":
+        phases = pretrain_finetune(phases[0], train, cfg, world)
     if cfg.unfreeze_last_epochs:
-        phases.append(("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr))
+        phases.append(Phase("fine-tune", cfg.unfreeze_last_epochs * per_pass, cfg.unfreeze_lr, tr, stream, per_pass))
     history: list[dict[str, Any]] = []
     best: dict[str, float] | None = None
     best_check, best_state = 0, copy.deepcopy(net.state_dict())
@@ -431,11 +180,15 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
 
         tb = summary_writer(Path(out_dir) / "tb", tensorboard)
     with make_progress() as prog:
-        task = prog.add_task(f"{cfg.model}", total=sum(p[1] for p in phases), visible=fabric.is_global_zero)
-        for phase, budget, lr in phases:
+        task = prog.add_task(f"{cfg.model}", total=sum(p.budget for p in phases), visible=fabric.is_global_zero)
+        for ph in phases:
+            phase, budget, lr, data, stream, per_pass = ph.name, ph.budget, ph.lr, ph.data, ph.stream, ph.per_pass
             if phase == "fine-tune":
                 net.load_state_dict(best_state)
                 net.unfreeze_last_block()
+            if phase == "finetune-real":
+                net.load_state_dict(best_state)
+                stopped_early = False  # convergence is judged on the last stage
             chunks = check_steps(budget, every)
             optimizer = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad], lr)
             schedule = make_schedule(cfg, optimizer, len(chunks))
@@ -444,7 +197,7 @@ def fit(fabric: Fabric, train: ImageSet, val: ImageSet, cfg: ClassifierConfig,
             bad = 0
             for steps in chunks:
                 start = time.perf_counter()
-                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, loss_fn, tr,
+                loss_sum, correct, seen = _train_epoch(fabric, model, optimizer, loss_fn, data,
                                                        (next(stream) for _ in range(steps)), policy)
                 total_steps += steps
                 lr_now = optimizer.param_groups[0]["lr"]

@@ -34,6 +34,11 @@ def evaluate_images_command(
     encoder_epochs: int = typer.Option(8, "--encoder-epochs", help="Domain encoder training epochs."),
     cache_dir: CacheDir = None,
     encoder_dir: Optional[str] = typer.Option(None, "--encoder-dir", help="Domain encoder cache folder."),
+    curate: Optional[str] = typer.Option(None, "--filter", help="Curate the (labelled) synthetic images like an "
+                                          "arm's policy.filter, e.g. confidence=0.7,realism=5 (judge: a domain "
+                                          "encoder trained on the real training split); writes the kept list."),
+    kept: Optional[Path] = typer.Option(None, "--kept", help="Kept-list CSV of --filter (default: beside --out "
+                                        "as <name>_kept.csv, else kept.csv here)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON report here."),
     seed: int = typer.Option(0, "--seed", help="Seed of subsets, bootstrap and random pairs."),
 ) -> None:
@@ -63,6 +68,10 @@ def evaluate_images_command(
                              tstr_real_train=splits.train if tstr and real_split == "val" else None, seed=seed)
     if audit:
         result["memorisation"] = _audit(fakes, splits.train, splits.val, extractor, out)
+    if curate is not None:
+        kept = kept or (out.with_name(out.stem + "_kept.csv") if out is not None else Path("kept.csv"))
+        result["curation"] = _curate(fakes, splits, parse_filter(curate), EncoderConfig(epochs=encoder_epochs),
+                                     encoder_dir, kept)
     if out is not None:
         io.write_json(out, result)
     print(json.dumps(_summary(result), indent=2, default=str))
@@ -77,6 +86,44 @@ def _audit(fakes: Any, train: Any, val: Any, extractor: Any, out: Optional[Path]
     if out is not None:
         res["gallery"] = str(gallery(images, train.images, res, out.with_name(out.stem + "_closest.png")))
     return res
+
+
+def parse_filter(text: str) -> Any:
+    """``confidence=0.7,realism=5,diversity=true`` -> a CurationFilter (bad keys or values: one clear error)."""
+    from pydantic import ValidationError
+
+    from cxraug.augment.synthetic import CurationFilter
+    from cxraug.errors import CxraugError
+
+    fields: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise CxraugError(f"--filter: {part!r} is not NAME=VALUE (e.g. confidence=0.7,realism=5)")
+        fields[name.strip()] = value.strip()
+    try:
+        return CurationFilter(**fields)
+    except ValidationError as exc:
+        bad = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'filter'}: {e['msg']}" for e in exc.errors())
+        raise CxraugError(f"--filter {text!r}: {bad}") from None
+
+
+def _curate(fakes: Any, splits: Any, flt: Any, config: Any, encoder_dir: Optional[str], path: Path) -> dict[str, Any]:
+    from cxraug import io
+    from cxraug.errors import CxraugError
+    from cxraug.metrics.curation import Judge, curate_images
+
+    if fakes.classes == ["unlabelled"]:
+        raise CxraugError("--filter needs labelled synthetic images (class folders or a manifest with labels)")
+    judge = Judge.train(splits.train, config, encoder_dir)
+    keep, records, detail = curate_images(fakes.images, fakes.labels, fakes.classes, flt, judge, splits.train)
+    rows = [{"path": p, "class": fakes.classes[int(y)], "kept": bool(k),
+             **{c: (round(float(v[i]), 6) if c == "probability" else bool(v[i])) for c, v in detail.items()}}
+            for i, (p, y, k) in enumerate(zip(fakes.paths, fakes.labels, keep))]
+    io.write_csv(path, rows)
+    return {"filter": flt.model_dump(), "judge": {"hash": judge.record["hash"], "val_accuracy":
+            judge.accuracy(splits.val)}, "classes": records, "kept": int(keep.sum()), "of": len(keep),
+            "kept_list": str(path)}
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,13 @@ def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
     return d.kthvalue(k + 1, dim=1).values  # the 1st value is the row itself (distance 0)
 
 
+def real_ball_membership(real: np.ndarray, fake: np.ndarray, k: int) -> np.ndarray:
+    """(N real, M fake) bool: fake j lies inside the k-NN ball of real i (radius: i's k-th nearest other real)."""
+    x = torch.as_tensor(np.asarray(real), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(fake), dtype=torch.float64)
+    return (torch.cdist(x, y) < _kth_nn_radius(x, k)[:, None]).numpy()
+
+
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict:
     """Naeem et al. (2020) precision/recall/density/coverage with Euclidean k-NN radii."""
     x = torch.as_tensor(np.asarray(real), dtype=torch.float64)

@@ -164,7 +164,34 @@ def generator_sections(sd: StudyDir) -> list[dict[str, Any]]:
         out.append({"name": name, "unit": key, "draw": row.get("draw", ""), "gen_seed": row.get("gen_seed", ""),
                     "samples": samples, "real_missing": real is None, "curves": curves,
                     "checkpoints": figures.checkpoint_figure(ckpt, f"{name}: KID / FID of kept checkpoints")
-                    if ckpt else None, "gallery": gallery})
+                    if ckpt else None, "gallery": gallery, "curation": curation_blocks(sd, key)})
+    return out
+
+
+def curation_blocks(sd: StudyDir, key: str) -> list[dict[str, Any]]:
+    """Per filter of a generator unit: the kept-fraction table per class and a few kept vs rejected samples."""
+    arrays = sd.pool_arrays(key)
+    out = []
+    for fkey, cur in sd.unit_result(key).get("curation", {}).items():
+        rows, strips = [], []
+        for cls, rec in cur["classes"].items():
+            rows.append({"cls": cls, "drawn": rec["drawn"], "kept": rec["kept"], "needed": rec["needed"],
+                         "fraction": _f(float(rec["kept_fraction"])), "short": rec["short"],
+                         "rejected": ", ".join(f"{k.removeprefix('rejected_')} {v}" for k, v in rec.items()
+                                               if k.startswith("rejected_"))})
+            ci = sd.classes.index(cls) if cls in sd.classes else -1
+            pick = {}
+            for kind in ("", "rejected_"):
+                images, labels = arrays.get(f"{fkey}__{kind}images"), arrays.get(f"{fkey}__{kind}labels")
+                shown = images[labels == ci][:SAMPLES_PER_CLASS] if images is not None else np.zeros((0,))
+                pick[kind or "kept"] = figures.strip_uri(shown) if len(shown) else None
+            strips.append({"cls": cls, "kept": pick["kept"], "rejected": pick["rejected_"]})
+        f = cur["filter"]
+        what = ", ".join(x for x in (f"confidence >= {f['confidence']}" if f["confidence"] is not None else "",
+                                     f"realism k={f['realism']}" if f["realism"] is not None else "",
+                                     "diversity" if f["diversity"] else "") if x)
+        out.append({"key": fkey, "what": what, "judge": _f(float(cur["judge"]["val_accuracy"])),
+                    "rows": rows, "strips": strips})
     return out
 
 

@@ -119,6 +119,14 @@ class StudyDir:
         with np.load(path) as z:
             return z["images"], z["labels"]
 
+    def pool_arrays(self, key: str) -> dict[str, np.ndarray]:
+        """Every array of a generator unit's ``pool.npz`` (curated pools included); empty when not kept."""
+        path = self.unit_dir(key) / "pool.npz"
+        if not path.is_file():
+            return {}
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
     def real_samples(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
         """(images, labels, classes) saved by :func:`cxraug.report.save_real_samples`, or None."""
         path = self.root / REAL_SAMPLES

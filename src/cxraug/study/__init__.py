@@ -37,7 +37,9 @@ Output directory (``OUT``; every file written atomically):
   ``best_step`` (restored), ``converged`` (False: the validation score was still improving within ``patience``
   checks of the end), ``val_f1`` (validation macro-F1 of the restored model), test metrics
   ``accuracy``, ``precision``, ``recall``, ``f1``, ``specificity`` (macro averages), ``mcc``, ``auc`` (macro
-  one-vs-rest), ``wall_s``.
+  one-vs-rest), ``wall_s``; curated arms (``policy.filter``) also ``kept_fraction`` (kept / drawn candidates),
+  ``judge_accuracy`` (the judge on the real validation images) and ``synthetic_short`` (``class:got/wanted`` when
+  fewer passed than the policy asks for; also a warning in ``study.json``).
 * ``generators.csv`` - one row per generator unit: ``unit``, ``kind=generator``, ``generator``, ``model``,
   ``regime``, ``draw``, ``gen_seed``, ``status``, ``steps`` and ``best_step`` (per trained model), ``converged``
   (False: a model's best checkpoint is its last), class-averaged ``kid``, ``floor_kid``, ``fid``, ``floor_fid``,
@@ -66,6 +68,10 @@ Output directory (``OUT``; every file written atomically):
   ``generators.csv``) and their floors (``floor_prdc_precision``, ...), ``memorised``.
 * ``generator_checkpoints.csv`` - image metrics of scheduled checkpoints (``keep_steps``): ``step``, ``class``,
   ``kid``, ``fid``, ``coverage``, ``floor_kid``, ``floor_fid``.
+* ``curation.csv`` - per generator unit, ``filter`` (its key and settings) and ``class``: ``drawn``, ``passed``,
+  ``kept``, ``needed``, ``kept_fraction``, ``not_selected`` (passed, not chosen by diversity), ``rejected_<test>``
+  per test (``near_copy``, ``confidence``, ``realism``; a candidate can fail several), ``short``,
+  ``judge_accuracy``, ``judge`` (its cache hash).
 * ``tables.md`` - the published tables in their own layout (``tables:`` of the protocol), mean ± sd.
 * ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
   split and regime counts, ``warnings`` (data audit), ``fairness`` (``budget``: how the arms' budgets compare;

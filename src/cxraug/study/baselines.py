@@ -24,14 +24,16 @@ ROLES = ("none", "classical", "oversample")
 
 
 def _covered_policy(arm: ArmSpec, proto: Protocol, classes: list[str]) -> SyntheticPolicy:
-    """The arm's policy with the classes that actually receive images spelt out (a generator trained on some
-    classes only, or a translation model, covers fewer than all)."""
+    """The arm's image counts as a policy of repeated real images: its classes that actually receive images spelt
+    out (a generator trained on some classes only, or a translation model, covers fewer than all), without its
+    curation filter (which only applies to generated images)."""
     assert arm.policy is not None
-    if arm.policy.classes is not None or not arm.generator:
-        return arm.policy
+    policy = arm.policy if arm.policy.filter is None else arm.policy.model_copy(update={"filter": None})
+    if policy.classes is not None or not arm.generator:
+        return policy
     gen = proto.generators[arm.generator]
     covered = [c for c in (gen.classes or classes) if c != gen.source]
-    return arm.policy if covered == list(classes) else arm.policy.model_copy(update={"classes": covered})
+    return policy if covered == list(classes) else policy.model_copy(update={"classes": covered})
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -21,6 +21,10 @@ def study(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (units, reuse, rough cost) and exit"),
     executor: Literal["local", "ray"] = typer.Option("local", "--executor", help="local (in-process) or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local executor: units run at once, "
+                                          "each in its own process with the protocol's execution.threads; default "
+                                          "this machine's cores // execution.threads (the numbers do not depend "
+                                          "on it)"),
     track: TrackOption = "none",
     tracking_uri: TrackingUri = None,
 ) -> None:
@@ -34,7 +38,7 @@ def study(
     out_dir = out or Path(proto.output or f"runs/{proto.name}")
     tracker = None if dry_run else make_tracker(track, tracking_uri)
     run_study(proto, out_dir, data_root=data, test_root=test_data, executor=executor, address=address,
-              dry_run=dry_run, tracker=tracker)
+              dry_run=dry_run, tracker=tracker, workers=workers)
 
 
 def protocols() -> None:

@@ -1,6 +1,9 @@
 """Executors run units and hand each result back to the driver, which alone writes the output directory.
 
-* :class:`LocalExecutor` - in this process, one unit after another.
+* :class:`LocalExecutor` - on this machine: one unit after another in this process (``workers=1``), or up to
+  ``workers`` units at once in worker processes, each unit with the protocol's ``execution.threads``; units are
+  started as soon as their generator unit is done, longest expected first. Every unit sets its own threads and
+  seeds, so the numbers do not depend on the number of workers.
 * :class:`RayExecutor` - each unit a Ray task with its CPU/GPU needs (``pip install cxraug[ray]``); a unit
   whose worker dies is re-run (``execution.retries``); workers need not share the driver's filesystem for
   results (only a generator's in-progress checkpoints live in its work folder).
@@ -11,6 +14,9 @@ result of a generator unit is handed to the classifier units that need it as ``u
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,18 +37,33 @@ class Task:
     needs: str | None = None
     cpus: int = 1
     gpus: float = 0.0
+    cost_s: float = 0.0  # expected seconds (scheduling order only)
 
 
 def _announce(done: int, total: int, task: Task, result: dict[str, Any]) -> None:
     console.print(f"[{done}/{total}] finished {task.label} ({result.get('wall_s', 0.0):.1f} s)")
 
 
+def default_workers(threads: int, cpus: int | None = None) -> int:
+    """Units at once on this machine: its cores divided by the threads of one unit (at least 1)."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, threads))
+
+
 class LocalExecutor:
-    """Runs units sequentially in this process (tasks arrive ordered: generators before their consumers)."""
+    """Runs units on this machine: in this process one after another (``workers=1``; tasks arrive ordered,
+    generators before their consumers), or in ``workers`` spawned worker processes."""
 
     name = "local"
 
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise CxraugError(f"--workers must be >= 1, got {workers}")
+        self.workers = workers
+
     def run(self, tasks: list[Task], upstream: Callable[[str], dict[str, Any]], on_result: OnResult) -> None:
+        if self.workers > 1 and len(tasks) > 1:
+            self._run_parallel(tasks, upstream, on_result)
+            return
         results: dict[str, dict[str, Any]] = {}
         with make_progress() as prog:
             bar = prog.add_task("study units", total=len(tasks))
@@ -56,6 +77,48 @@ class LocalExecutor:
                 on_result(task, result)
                 _announce(i, len(tasks), task, result)
                 prog.advance(bar)
+
+
+    def _run_parallel(self, tasks: list[Task], upstream: Callable[[str], dict[str, Any]],
+                      on_result: OnResult) -> None:
+        """Dependency- and cost-ordered scheduling over a process pool; the driver alone calls ``on_result``."""
+        keys = {t.key for t in tasks}
+        waiting = sorted(tasks, key=lambda t: -t.cost_s)  # longest first among the ready ones
+        results: dict[str, dict[str, Any]] = {}
+        consumers = {t.needs for t in tasks if t.needs is not None}
+        running: dict[Future, Task] = {}
+        done = 0
+        with make_progress() as prog, ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_quiet_worker) as pool:
+            bar = prog.add_task("study units", total=len(tasks))
+            while waiting or running:
+                for task in [t for t in waiting if t.needs is None or t.needs not in keys or t.needs in results]:
+                    if len(running) >= self.workers:
+                        break
+                    waiting.remove(task)
+                    up = None
+                    if task.needs is not None:
+                        up = results[task.needs] if task.needs in results else upstream(task.needs)
+                    running[pool.submit(task.fn, **task.kwargs, upstream=up)] = task
+                    console.print(f"started {task.label}")
+                    prog.update(bar, description=f"running: {', '.join(t.label for t in running.values())}"[:200])
+                if not running:
+                    raise CxraugError(f"{len(waiting)} units wait for generator units that are not in the plan")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    task = running.pop(fut)
+                    result = fut.result()
+                    if task.key in consumers:
+                        results[task.key] = result
+                    on_result(task, result)
+                    done += 1
+                    _announce(done, len(tasks), task, result)
+                    prog.advance(bar)
+
+
+def _quiet_worker() -> None:
+    """Worker processes draw no progress bars of their own (the driver shows which units run)."""
+    os.environ["CXRAUG_PROGRESS"] = "0"
 
 
 def _call(fn: Callable[..., dict[str, Any]], names: list[str], upstream: Any, *values: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from cxraug.stamp import run_stamp, versions
 from cxraug.study import stats
 from cxraug.study.baselines import pairings
 from cxraug.study.data import StudyData, audit_warnings, sizes_needed
+from cxraug.study.curated import add_curation, curation_columns, curation_rows, curation_warnings
 from cxraug.study.plan import Plan, Unit
 from cxraug.study.protocol import Protocol
 from cxraug.study.store import UnitStore
@@ -58,11 +59,6 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-def _mean(values: list[float]) -> float:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(vals)) if vals else math.nan
-
-
 def generator_rows(plan: Plan, store: UnitStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(one row per generator unit with class-averaged image metrics, one row per unit x class)."""
     unit_rows, class_rows = [], []
@@ -82,7 +78,7 @@ def generator_row(u: Unit, res: dict[str, Any]) -> tuple[dict[str, Any], list[di
     best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
     row = {**base, "status": res.get("status", OK), "steps": steps, "best_step": best,
            "converged": generators_converged(fits),
-           **{k: _mean([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
+           **{k: stats.mean_of_finite([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
            "wall_s": res["wall_s"]}
     return row, [{**base, "class": c, **m} for c, m in per_class.items()]
 
@@ -109,7 +105,7 @@ def classifier_row(u: Unit, res: dict[str, Any]) -> dict[str, Any]:
             "eval_every": budget.eval_every, "early_stopping": budget.early_stopping,
             "steps": res.get("steps"), "best_step": res.get("best_step"), "converged": res.get("converged"),
             "val_f1": res.get("val_f1", math.nan), **{m: metrics.get(m, math.nan) for m in METRICS},
-            "wall_s": res["wall_s"]}
+            **curation_columns(res), "wall_s": res["wall_s"]}
 
 
 def failure_notes(plan: Plan, store: UnitStore, crows: list[dict[str, Any]]) -> list[str]:
@@ -217,6 +213,9 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     _csv(out / "results.csv", every)
     _csv(out / "generators.csv", grows)
     _csv(out / "generator_classes.csv", gclass)
+    curation = curation_rows(plan, store)
+    if curation:
+        _csv(out / "curation.csv", curation)
     by_step = [{"unit": u.key, **u.fields, **r} for u in plan.of_kind("generator")
                for r in store.load(u.key).get("by_step", [])]
     if by_step:
@@ -242,10 +241,11 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
         row["lost_repeats"] = lost[key]
     failures = failure_notes(plan, store, every)
     fairness = {"budget": budget_note(proto, plan), "added_arms": list(added or []),
-                "warnings": fairness_warnings(crows, grows),
+                "warnings": fairness_warnings(crows, grows) + curation_warnings(crows),
                 "strongest_baselines": {f"{r}/{c}": a for (r, c), a in strongest.items()}}
     _add_bootstrap(plan, store, data, proto, summary, comparisons)
     _add_generator_quality(proto, summary, grows)
+    add_curation(summary, crows)
     _csv(out / "summary.csv", summary)
     _csv(out / "comparisons.csv", comparisons)
     _, _, clf_sizes = sizes_needed(proto)
@@ -321,7 +321,7 @@ def _add_generator_quality(proto: Protocol, summary: list[dict], grows: list[dic
             continue
         sel = [g for g in grows if g["generator"] == arm.generator and g["regime"] == s["regime"]]
         for k in ("kid", "floor_kid", "coverage", "floor_coverage", "memorised_fraction"):
-            s[f"gen_{k}"] = _mean([g[k] for g in sel])
+            s[f"gen_{k}"] = stats.mean_of_finite([g[k] for g in sel])
 
 
 def _pm(s: dict[str, Any]) -> str:

@@ -163,6 +163,8 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                     for c, n in _arm_extra(arm, counts, gspec.classes).items():
                         need[c] = max(need.get(c, 0), n)
                 pool = {c: n for c, n in need.items() if n > 0}
+                filters = {a.policy.filter.key: a.policy.filter for a in users
+                           if a.policy is not None and a.policy.filter is not None}
                 for gseed in range(rep.generator_seeds):
                     cfg = dict(gspec.config)
                     cfg["seed"] = int(cfg.get("seed", 0)) + gseed
@@ -170,6 +172,7 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                         **base, regime=_regime_spec(regime), draw=draw, model=gspec.model, config=cfg,
                         train_classes=canonical_classes(gspec.classes, data.classes), checkpoint=gspec.checkpoint,
                         pool=pool, drop_near_copies=gspec.drop_near_copies,
+                        curations=[filters[k] for k in sorted(filters)],
                         source=canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
                         metrics=metrics)
                     n_train = sum(counts[c] for c in (spec.train_classes or counts))

@@ -95,6 +95,14 @@ class ArmSpec(_Strict):
     classical: str | None = None
     oversample: bool = False
     policy: SyntheticPolicy | None = None
+    synthetic_weight: float = Field(1.0, ge=0, le=1, description="per-sample loss weight of synthetic images")
+    synthetic_label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of synthetic images "
+                                             "only (soft targets)")
+    schedule: Literal["mixed", "pretrain-finetune"] = Field(
+        "mixed", description="mixed: one training on real + synthetic; pretrain-finetune: stage 1 on real + "
+        "synthetic, stage 2 from stage 1's best weights on real images only (both with validation checks)")
+    finetune_fraction: float = Field(0.5, gt=0, lt=1, description="pretrain-finetune: share of the step budget "
+                                     "given to stage 2 (the arm's total budget stays the regime's)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ArmSpec":
@@ -104,6 +112,10 @@ class ArmSpec(_Strict):
             raise ValueError("generator and oversample arms need a policy (add / balance / ratio)")
         if self.policy is not None and not (self.generator or self.oversample):
             raise ValueError("policy is only used with generator or oversample")
+        if self.policy is not None and self.policy.filter is not None and not self.generator:
+            raise ValueError("policy.filter curates generated images: it needs a generator")
+        if self.schedule != "mixed" and not self.generator:
+            raise ValueError("schedule pretrain-finetune needs synthetic images (a generator)")
         return self
 
     @property

@@ -22,7 +22,7 @@ from cxraug.metrics.encoder import EncoderConfig
 from cxraug.metrics.features import get_extractor
 from cxraug.study.baselines import complete_arms
 from cxraug.study.data import StudyData, load_study_data, sizes_needed
-from cxraug.study.executors import LocalExecutor, RayExecutor, Task
+from cxraug.study.executors import LocalExecutor, RayExecutor, Task, default_workers
 from cxraug.study.lock import OutputLock
 from cxraug.study.outputs import track_unit, write_outputs
 from cxraug.study.plan import DataInfo, Plan, build_plan, describe
@@ -34,11 +34,14 @@ from cxraug.tracking import MlflowTracker
 from cxraug.ui import banner, console
 
 
-def _executor(name: str, address: str | None, proto: Protocol) -> LocalExecutor | RayExecutor:
+def _executor(name: str, address: str | None, proto: Protocol,
+              workers: int | None = None) -> LocalExecutor | RayExecutor:
     if name == "local":
         if address:
             raise CxraugError("--address is only used with --executor ray")
-        return LocalExecutor()
+        return LocalExecutor(workers or default_workers(proto.execution.threads))
+    if workers is not None:
+        raise CxraugError("--workers is only used with --executor local (Ray schedules by execution.threads)")
     if name == "ray":
         return RayExecutor(address=address, retries=proto.execution.retries)
     raise CxraugError(f"unknown executor {name!r}; use local or ray")
@@ -67,7 +70,8 @@ def _tasks(plan: Plan, store: UnitStore, proto: Protocol, data: StudyData, extra
             size = _gen_size(proto, f["generator"])
             kwargs = {"spec": unit.spec, "train": data.subsets[(f["regime"], f["draw"], size)],
                       "val": data.splits[size].val, "work_dir": str(store.folder(unit.key)),
-                      "threads": ex.threads, "device": ex.device, "extractor": extractor}
+                      "threads": ex.threads, "device": ex.device, "extractor": extractor,
+                      "cache_dir": proto.data.cache_dir}
             fn = run_generator_unit
         else:
             size = unit.spec.size or data_size
@@ -76,7 +80,7 @@ def _tasks(plan: Plan, store: UnitStore, proto: Protocol, data: StudyData, extra
                       "device": ex.device}
             fn = run_classifier_unit
         tasks.append(Task(key=unit.key, label=unit.label, fn=fn, kwargs=kwargs, needs=unit.needs,
-                          cpus=ex.threads, gpus=ex.gpus))
+                          cpus=ex.threads, gpus=ex.gpus, cost_s=unit.cost_s))
     return tasks
 
 
@@ -87,21 +91,23 @@ def _gen_size(proto: Protocol, name: str) -> int:
 
 def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_root: str | None = None,
               executor: str = "local", address: str | None = None, dry_run: bool = False,
-              tracker: MlflowTracker | None = None) -> Path:
+              tracker: MlflowTracker | None = None, workers: int | None = None) -> Path:
     """Run (or resume) a study; returns the output directory. A real run holds ``OUT/.lock`` from its first
     moment (:class:`cxraug.study.lock.OutputLock`); a dry run only reads. With a ``tracker`` every finished unit
-    and the study itself are logged to it as well (:mod:`cxraug.study.track`)."""
+    and the study itself are logged to it as well (:mod:`cxraug.study.track`). ``workers``: units at once with
+    the local executor (None: :func:`cxraug.study.executors.default_workers`)."""
     if dry_run:
-        _run(proto, out, data_root, test_root, executor, address, dry_run=True)
+        _run(proto, out, data_root, test_root, executor, address, dry_run=True, workers=workers)
         return out
     with OutputLock(out) as lock:
         _run(proto, out, data_root, test_root, executor, address, dry_run=False,
-             stale=lock.took_over is not None, tracker=tracker)
+             stale=lock.took_over is not None, tracker=tracker, workers=workers)
     return out
 
 
 def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | None, executor: str,
-         address: str | None, dry_run: bool, stale: bool = False, tracker: MlflowTracker | None = None) -> None:
+         address: str | None, dry_run: bool, stale: bool = False, tracker: MlflowTracker | None = None,
+         workers: int | None = None) -> None:
     t0 = time.time()
     set_threads(proto.execution.threads)
     data = load_study_data(proto, data_root, test_root)
@@ -136,7 +142,9 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
 
     def upstream(key: str) -> dict[str, Any]:
         res = store.load(key)
-        return {"pool": store.load_pool(key)} if res.get("status", OK) == OK else res
+        if res.get("status", OK) != OK:
+            return res
+        return {"pool": store.load_pool(key), "curation": res.get("curation", {})}
 
     def on_result(task: Task, result: dict[str, Any]) -> None:
         unit = by_key[task.key]
@@ -145,6 +153,6 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
             track_unit(tracking, unit, store)
 
     if tasks:
-        _executor(executor, address, proto).run(tasks, upstream, on_result)
+        _executor(executor, address, proto, workers).run(tasks, upstream, on_result)
     write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor, added=added,
                   integrity=integrity, tracking=tracking)

@@ -2,6 +2,8 @@
 
 A unit's key is the content hash of its spec's ``model_dump()`` (:func:`content_key`): a field added here
 changes every key, so study folders are reused only while these models dump exactly what they dumped before.
+Fields added after study folders existed are listed in :data:`ADDED_LATER` and left out of the key while they
+hold their default, so a unit that does not use them keeps its old key.
 Settings owned by another package stay that package's keyword arguments (``config`` of a generator,
 ``classifier`` of a classifier unit) and are validated there.
 """
@@ -14,7 +16,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cxraug.augment.synthetic import CurationFilter
 from cxraug.study.protocol import ArmSpec, SplitSpec
+
+#: (path in the dump, default): fields added later, dropped from a key while at their default
+ADDED_LATER: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("curations",), []),
+    (("arm", "policy", "filter"), None),
+    (("arm", "synthetic_weight"), 1.0),
+    (("arm", "synthetic_label_smoothing"), 0.0),
+    (("arm", "schedule"), "mixed"),
+    (("arm", "finetune_fraction"), 0.5),
+)
+
+
+def _drop_later(dump: dict[str, Any]) -> dict[str, Any]:
+    for path, default in ADDED_LATER:
+        parent: Any = dump
+        for name in path[:-1]:
+            parent = parent.get(name) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == default:
+            del parent[path[-1]]
+    return dump
 
 
 def content_key(spec: dict[str, Any]) -> str:
@@ -77,7 +100,7 @@ class _UnitSpec(_Frozen):
 
     @property
     def key(self) -> str:
-        return content_key(self.model_dump())
+        return content_key(_drop_later(self.model_dump()))
 
 
 class GeneratorUnitSpec(_UnitSpec):
@@ -90,6 +113,7 @@ class GeneratorUnitSpec(_UnitSpec):
     drop_near_copies: bool
     source: str | None
     metrics: UnitMetrics
+    curations: list[CurationFilter] = []  # the distinct filters of the arms using this unit (a curated pool each)
 
     @property
     def seed(self) -> int:

@@ -27,6 +27,12 @@ from cxraug.classifiers.evaluate import CONFUSION_METRICS, confusion_batch, metr
 SOURCES = (("clf_seed", "classifier seed"), ("draw", "training-subset draw"), ("gen_seed", "generator seed"))
 
 
+def mean_of_finite(values: Iterable[float | None]) -> float:
+    """Mean of the values that are set and not NaN (NaN when none is)."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return float(np.mean(vals)) if vals else math.nan
+
+
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample sd and the two-sided t-interval of the mean (nan bounds when fewer than 2 values)."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from cxraug.augment.synthetic import (SyntheticPolicy, SyntheticSource, empty_synthetic, generate_synthetic,
-                                      policy_counts)
+from cxraug.augment.synthetic import (CurationFilter, SyntheticPolicy, SyntheticSource, empty_synthetic,
+                                      generate_synthetic, policy_counts)
 from cxraug.classifiers import ClassifierConfig, metrics_from_predictions, train_classifier
-from cxraug.classifiers.train import class_weight_tensor
+from cxraug.classifiers.loss import class_weight_tensor
 from cxraug.data.imageset import ImageSet
 from cxraug.data.resize import resize_uint8
 from cxraug.device import resolve_device, seed_everything, set_threads
@@ -23,7 +23,9 @@ from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Generator, GeneratorKind, TrainingDiverged
 from cxraug.generators.card import write_model_card
-from cxraug.metrics.memorisation import drop_near_copies
+from cxraug.metrics.curation import Judge, curate_class
+from cxraug.metrics.encoder import EncoderConfig
+from cxraug.metrics.memorisation import audit, drop_near_copies
 from cxraug.metrics.quality import image_metrics, safe_name
 from cxraug.metrics.scorer import make_scorer
 from cxraug.study.specs import ClassifierUnitSpec, GeneratorUnitSpec
@@ -105,8 +107,10 @@ def _fit_models(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work: P
 
 
 def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work_dir: str, threads: int,
-                       device: str, extractor: Any, upstream: Any = None) -> dict[str, Any]:
-    """Train one generator entry on one training subset, draw its synthetic pool and score it."""
+                       device: str, extractor: Any, upstream: Any = None,
+                       cache_dir: str | None = None) -> dict[str, Any]:
+    """Train one generator entry on one training subset, draw its synthetic pool (and one curated pool per
+    filter of its arms) and score it. ``cache_dir``: where the curation judge is cached (by content hash)."""
     t0 = time.time()
     _prepare_process(threads, spec.seed)
     check_no_synthetic("generator training", train)
@@ -128,6 +132,12 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
             pool, gate_record = gate_near_copies(pool, train, val, extractor, pool_spec)
     else:
         pool = empty_synthetic(train)
+    arrays = pool_to_arrays(pool)
+    curation: dict[str, Any] = {}
+    if spec.curations and pool_spec:
+        curated, curation = curate_pools(spec, models, train, val, extractor if spec.drop_near_copies else None,
+                                         cache_dir)
+        arrays.update(curated)
     metrics: dict[str, Any] = {}
     by_step: list[dict[str, Any]] = []
     ms = spec.metrics
@@ -136,8 +146,83 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
                                 work if ms.memorisation else None, seed=0)
         by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
     _model_cards(spec, work, records, metrics, str(train.meta.get("data", "")))
-    return {"pool": pool_to_arrays(pool), "image_metrics": metrics, "by_step": by_step, "fit": records,
-            "near_copy_gate": gate_record, "wall_s": time.time() - t0}
+    return {"pool": arrays, "image_metrics": metrics, "by_step": by_step, "fit": records,
+            "near_copy_gate": gate_record, "curation": curation, "wall_s": time.time() - t0}
+
+
+#: rejected candidates kept per class and filter for the report's kept-vs-rejected grid
+REJECTED_SHOWN = 8
+
+
+def _round_seed(seed: int, rnd: int) -> int:
+    """The sampling seed of a curation draw round (independent of the unfiltered pool's seed)."""
+    return int(np.random.SeedSequence([int(seed), 0xC0A7, int(rnd)]).generate_state(1)[0])
+
+
+def _judge_config(spec: GeneratorUnitSpec, f: CurationFilter) -> EncoderConfig:
+    """The judge of a filter: the study's domain-encoder settings, with the filter's own passes if it sets them."""
+    return EncoderConfig(**{**spec.metrics.encoder, **({"epochs": f.judge_epochs} if f.judge_epochs else {})})
+
+
+def curate_pools(spec: GeneratorUnitSpec, models: Any, train: ImageSet, val: ImageSet, gate_extractor: Any,
+                 cache_dir: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One curated pool per filter (arrays named ``<filter key>__images`` etc.) and its record: the judge (trained
+    on the real training subset), its validation accuracy, and per class drawn / kept / rejected by each test.
+    Filters with the same judge share one candidate stream per class."""
+    near_copy = None
+    if gate_extractor is not None:
+        def near_copy(images: np.ndarray) -> np.ndarray:
+            return np.asarray(audit(images, train.images, val.images, extractor=gate_extractor, seed=0)["near_copy"])
+    groups: dict[str, list[CurationFilter]] = {}
+    for f in spec.curations:
+        groups.setdefault(_judge_config(spec, f).model_dump_json(), []).append(f)
+    arrays: dict[str, np.ndarray] = {}
+    record: dict[str, Any] = {}
+    real = train.subset(np.flatnonzero(~train.synthetic))
+    for config, filters in groups.items():
+        judge = Judge.train(real, EncoderConfig.model_validate_json(config), cache_dir)
+        about = {"hash": judge.record["hash"], "trained_now": bool(judge.record.get("trained")),
+                 "epochs": judge.record["config"]["epochs"], "val_accuracy": judge.accuracy(val),
+                 "train_counts": judge.record["train_counts"]}
+        kept: dict[str, list[ImageSet]] = {f.key: [] for f in filters}
+        shown: dict[str, list[ImageSet]] = {f.key: [] for f in filters}
+        classes: dict[str, dict[str, Any]] = {f.key: {} for f in filters}
+        for c, need in sorted(spec.pool.items()):
+            li = train.classes.index(c)
+
+            def draw(rnd: int, n: int, c: str = c) -> np.ndarray:
+                policy = SyntheticPolicy(mode="add", n_per_class=n, classes=[c])
+                return generate_synthetic(train, models, policy, seed=_round_seed(spec.seed, rnd)).images
+
+            images, results = curate_class(draw, need, li, filters, judge, judge.features(real.of_class(c).images),
+                                           near_copy)
+            for f, res in zip(filters, results):
+                classes[f.key][c] = res.record
+                out = np.setdiff1d(np.arange(res.record["drawn"]), res.kept)[:REJECTED_SHOWN]
+                kept[f.key].append(_labelled(images[res.kept], li, train, f"curated:{f.key}:{c}"))
+                shown[f.key].append(_labelled(images[out], li, train, f"rejected:{f.key}:{c}"))
+        for f in filters:
+            for parts, kind in ((kept, ""), (shown, "rejected_")):
+                pool = empty_synthetic(train)
+                for p in parts[f.key]:
+                    pool = pool.concat(p)
+                arrays.update({f"{f.key}__{kind}{k}": v for k, v in pool_to_arrays(pool).items()})
+            record[f.key] = {"filter": f.model_dump(), "judge": about, "classes": classes[f.key]}
+    return arrays, record
+
+
+def _labelled(images: np.ndarray, label: int, train: ImageSet, prefix: str) -> ImageSet:
+    names = [f"synthetic:{prefix}:{k}" for k in range(len(images))]
+    return ImageSet(images=images, labels=np.full(len(images), label), classes=train.classes,
+                    patient_ids=np.asarray(names, dtype=object), paths=names,
+                    synthetic=np.ones(len(images), dtype=bool), meta=dict(train.meta))
+
+
+def curated_pool(arrays: dict[str, np.ndarray], key: str, classes: list[str], meta: dict[str, Any],
+                 rejected: bool = False) -> ImageSet:
+    """The curated (or the shown rejected) images of filter ``key`` from a generator unit's pool arrays."""
+    kind = "rejected_" if rejected else ""
+    return pool_from_arrays({k: arrays[f"{key}__{kind}{k}"] for k in ("images", "labels", "paths")}, classes, meta)
 
 
 def _model_cards(spec: GeneratorUnitSpec, work: Path, records: list[dict[str, Any]],
@@ -183,6 +268,21 @@ def _scheduled_checkpoints(spec: GeneratorUnitSpec, work: Path, train: ImageSet,
     return rows
 
 
+def curation_summary(curation: dict[str, Any], aug: ImageSet, policy: SyntheticPolicy,
+                     train: ImageSet) -> dict[str, Any]:
+    """What a curated arm records: kept fraction over every drawn candidate, the judge's validation accuracy,
+    and the classes whose curated pool held fewer images than the arm asked for (a warning, never silent)."""
+    counts = train.counts()
+    covered = sorted(curation["classes"])
+    wanted = policy_counts(policy, counts, covered)
+    got = {c: int(((aug.labels == aug.classes.index(c)) & aug.synthetic).sum()) for c in wanted}
+    drawn = sum(r["drawn"] for r in curation["classes"].values())
+    kept = sum(r["kept"] for r in curation["classes"].values())
+    return {"kept_fraction": kept / drawn if drawn else float("nan"),
+            "judge_accuracy": curation["judge"]["val_accuracy"],
+            "short": {c: {"wanted": wanted[c], "got": got[c]} for c in wanted if got[c] < wanted[c]}}
+
+
 # ----------------------------------------------------------------------------- classifier unit
 def repeat_real(train: ImageSet, counts: dict[str, int], seed: int) -> ImageSet:
     """``counts[c]`` more *real* images of each class, drawn cyclically from a seeded permutation."""
@@ -197,12 +297,13 @@ def repeat_real(train: ImageSet, counts: dict[str, int], seed: int) -> ImageSet:
     return train.subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64))
 
 
-def take_from_pool(pool: ImageSet, counts: dict[str, int], size: int) -> ImageSet:
-    """The first ``counts[c]`` pool images of each class, resized to the classifier's size."""
+def take_from_pool(pool: ImageSet, counts: dict[str, int], size: int, allow_short: bool = False) -> ImageSet:
+    """The first ``counts[c]`` pool images of each class, resized to the classifier's size (``allow_short``: a
+    curated pool may hold fewer; the arm takes what there is and the unit records the shortfall)."""
     idx = []
     for c, n in counts.items():
         members = np.flatnonzero(pool.labels == pool.classes.index(c))
-        if n > len(members):
+        if n > len(members) and not allow_short:
             raise CxraugError(f"synthetic pool has {len(members)} images of {c!r}, the arm needs {n}")
         idx.append(members[:n])
     sub = pool.subset(np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64))
@@ -210,14 +311,17 @@ def take_from_pool(pool: ImageSet, counts: dict[str, int], size: int) -> ImageSe
     return sub
 
 
-def build_training_set(spec: ClassifierUnitSpec, train: ImageSet, pool: ImageSet | None, seed: int) -> ImageSet:
-    """The arm's training set: real images, plus synthetic (generator arm) or repeated real (oversample arm)."""
+def build_training_set(spec: ClassifierUnitSpec, train: ImageSet, pool: ImageSet | None, seed: int,
+                       covered: list[str] | None = None) -> ImageSet:
+    """The arm's training set: real images, plus synthetic (generator arm) or repeated real (oversample arm).
+    ``covered``: the classes the generator covers (default: those in ``pool``)."""
     arm = spec.arm
     counts = train.counts()
     if arm.generator:
         assert pool is not None and arm.policy is not None
-        covered = sorted({pool.classes[i] for i in np.unique(pool.labels)})
-        return train.concat(take_from_pool(pool, policy_counts(arm.policy, counts, covered), train.size))
+        covered = sorted(covered or {pool.classes[i] for i in np.unique(pool.labels)})
+        return train.concat(take_from_pool(pool, policy_counts(arm.policy, counts, covered), train.size,
+                                           allow_short=arm.policy.filter is not None))
     if arm.oversample:
         assert arm.policy is not None
         return train.concat(repeat_real(train, policy_counts(arm.policy, counts, list(counts)), seed))
@@ -236,19 +340,29 @@ def run_classifier_unit(spec: ClassifierUnitSpec, train: ImageSet, val: ImageSet
     _prepare_process(threads, seed)
     check_no_synthetic("validation", val)
     check_no_synthetic("test", test)
-    pool = None
+    pool, covered, curation = None, None, None
     if upstream is not None:
         pool = pool_from_arrays(upstream["pool"], train.classes, train.meta)
-    aug = build_training_set(spec, train, pool, seed)
+        flt = spec.arm.policy.filter if spec.arm.policy is not None else None
+        if flt is not None:
+            covered = sorted({pool.classes[i] for i in np.unique(pool.labels)})
+            pool = curated_pool(upstream["pool"], flt.key, train.classes, train.meta)
+            curation = upstream["curation"][flt.key]
+    aug = build_training_set(spec, train, pool, seed, covered)
     # one loss weighting and one step budget for every arm; the classical policy is the arm's.
     # Loss weights come from the *real* training subset, so every arm of a regime has the same weights
     weights = False
     if spec.training.loss_weighting == "balanced":
         weights = class_weight_tensor(train.labels, len(train.classes)).tolist()
     # the step budget is counted on the real subset and shared by every arm (cxraug.study.plan.classifier_budget)
-    fields.update(augment=spec.arm.classical, class_weights=weights, **spec.budget.model_dump())
+    arm = spec.arm
+    fields.update(augment=arm.classical, class_weights=weights, synthetic_weight=arm.synthetic_weight,
+                  synthetic_label_smoothing=arm.synthetic_label_smoothing, synthetic_schedule=arm.schedule,
+                  finetune_fraction=arm.finetune_fraction, **spec.budget.model_dump())
     trained = train_classifier(aug, val, ClassifierConfig(**fields), device=device)
     sizes = {"n_train": len(aug), "n_real": int((~aug.synthetic).sum()), "n_synthetic": int(aug.synthetic.sum())}
+    if curation is not None:
+        sizes["curation"] = curation_summary(curation, aug, arm.policy, train)
     if trained.failure is not None:
         return {"status": NON_FINITE, "failure": trained.failure, "history": trained.history, "steps": trained.steps,
                 "best_step": trained.best_step, "converged": None, **sizes, "wall_s": time.time() - t0}
