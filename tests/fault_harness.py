@@ -58,7 +58,8 @@ class Study:
         return subprocess.run(self.command(out), env=env, capture_output=True, text=True, preexec_fn=preexec)
 
     def command(self, out: Path) -> list[str]:
-        return [sys.executable, "-m", "cxraug.cli", "study", str(self.proto), "--out", str(out)]
+        # one process: the trials count fault events of the driver (worker processes die with it: executors.py)
+        return [sys.executable, "-m", "cxraug.cli", "study", str(self.proto), "--out", str(out), "--workers", "1"]
 
     def start(self, out: Path) -> subprocess.Popen:
         env = {**os.environ, "CXRAUG_PROGRESS": "0", "CXRAUG_FAULT": "", "COLUMNS": "500"}

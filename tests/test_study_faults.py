@@ -158,7 +158,8 @@ def test_held_lock_refuses_at_once_naming_pid_and_host(tmp_path: Path, base: dic
 
     out = tmp_path / "out"
     with OutputLock(out):
-        monkeypatch.setattr(sys, "argv", ["cxraug", "study", str(base["study"].proto), "--out", str(out)])
+        monkeypatch.setattr(sys, "argv", ["cxraug", "study", str(base["study"].proto), "--out", str(out),
+                                          "--workers", "1"])
         with pytest.raises(SystemExit) as exc:
             cli.main()
         assert exc.value.code == 2
@@ -206,9 +207,9 @@ def test_classifier_non_finite_loss_restores_best_check(tmp_path: Path) -> None:
     calls = {"n": 0}
     real_sum = WeightedCE.sum
 
-    def poisoned(self: WeightedCE, logits: Any, y: Any) -> Any:
+    def poisoned(self: WeightedCE, logits: Any, y: Any, synthetic: Any = None) -> Any:
         calls["n"] += logits.requires_grad  # training steps only (validation runs without gradients)
-        out = real_sum(self, logits, y)
+        out = real_sum(self, logits, y, synthetic)
         return out * float("nan") if calls["n"] > 8 else out  # 2 checks of 4 steps fine, then nan
 
     cfg = ClassifierConfig(model="custom-cnn", batch_size=8, max_steps=40, eval_every=4, early_stopping=False)

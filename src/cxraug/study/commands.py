@@ -23,8 +23,8 @@ def study(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local executor: units run at once, "
                                           "each in its own process with the protocol's execution.threads; default "
-                                          "this machine's cores // execution.threads (the numbers do not depend "
-                                          "on it)"),
+                                          "this machine's cores // execution.threads (2 cores, threads 2: 1). The "
+                                          "numbers do not depend on it"),
     track: TrackOption = "none",
     tracking_uri: TrackingUri = None,
 ) -> None:
@@ -34,7 +34,11 @@ def study(
     from cxraug.study.runner import run_study
     from cxraug.tracking import make_tracker
 
+    from cxraug.study.executors import default_workers
+
     proto = load_protocol(protocol)
+    if workers is None:
+        workers = default_workers(proto.execution.threads) if executor == "local" else 1
     out_dir = out or Path(proto.output or f"runs/{proto.name}")
     tracker = None if dry_run else make_tracker(track, tracking_uri)
     run_study(proto, out_dir, data_root=data, test_root=test_data, executor=executor, address=address,

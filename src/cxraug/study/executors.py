@@ -14,8 +14,11 @@ result of a generator unit is handed to the classifier units that need it as ``u
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -89,7 +92,7 @@ class LocalExecutor:
         running: dict[Future, Task] = {}
         done = 0
         with make_progress() as prog, ProcessPoolExecutor(
-                self.workers, mp_context=mp.get_context("spawn"), initializer=_quiet_worker) as pool:
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
             bar = prog.add_task("study units", total=len(tasks))
             while waiting or running:
                 for task in [t for t in waiting if t.needs is None or t.needs not in keys or t.needs in results]:
@@ -116,9 +119,12 @@ class LocalExecutor:
                     prog.advance(bar)
 
 
-def _quiet_worker() -> None:
-    """Worker processes draw no progress bars of their own (the driver shows which units run)."""
+def _init_worker() -> None:
+    """A worker process draws no progress bars of its own (the driver shows which units run) and, on Linux, is
+    killed with the driver, so that a killed study leaves no orphan writing into a unit's folder."""
     os.environ["CXRAUG_PROGRESS"] = "0"
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _call(fn: Callable[..., dict[str, Any]], names: list[str], upstream: Any, *values: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from cxraug.metrics.encoder import EncoderConfig
 from cxraug.metrics.features import get_extractor
 from cxraug.study.baselines import complete_arms
 from cxraug.study.data import StudyData, load_study_data, sizes_needed
-from cxraug.study.executors import LocalExecutor, RayExecutor, Task, default_workers
+from cxraug.study.executors import LocalExecutor, RayExecutor, Task
 from cxraug.study.lock import OutputLock
 from cxraug.study.outputs import track_unit, write_outputs
 from cxraug.study.plan import DataInfo, Plan, build_plan, describe
@@ -34,13 +34,12 @@ from cxraug.tracking import MlflowTracker
 from cxraug.ui import banner, console
 
 
-def _executor(name: str, address: str | None, proto: Protocol,
-              workers: int | None = None) -> LocalExecutor | RayExecutor:
+def _executor(name: str, address: str | None, proto: Protocol, workers: int = 1) -> LocalExecutor | RayExecutor:
     if name == "local":
         if address:
             raise CxraugError("--address is only used with --executor ray")
-        return LocalExecutor(workers or default_workers(proto.execution.threads))
-    if workers is not None:
+        return LocalExecutor(workers)
+    if workers != 1:
         raise CxraugError("--workers is only used with --executor local (Ray schedules by execution.threads)")
     if name == "ray":
         return RayExecutor(address=address, retries=proto.execution.retries)
@@ -91,11 +90,11 @@ def _gen_size(proto: Protocol, name: str) -> int:
 
 def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_root: str | None = None,
               executor: str = "local", address: str | None = None, dry_run: bool = False,
-              tracker: MlflowTracker | None = None, workers: int | None = None) -> Path:
+              tracker: MlflowTracker | None = None, workers: int = 1) -> Path:
     """Run (or resume) a study; returns the output directory. A real run holds ``OUT/.lock`` from its first
     moment (:class:`cxraug.study.lock.OutputLock`); a dry run only reads. With a ``tracker`` every finished unit
     and the study itself are logged to it as well (:mod:`cxraug.study.track`). ``workers``: units at once with
-    the local executor (None: :func:`cxraug.study.executors.default_workers`)."""
+    the local executor (``cxraug study`` defaults to :func:`cxraug.study.executors.default_workers`)."""
     if dry_run:
         _run(proto, out, data_root, test_root, executor, address, dry_run=True, workers=workers)
         return out
@@ -107,7 +106,7 @@ def run_study(proto: Protocol, out: Path, data_root: str | None = None, test_roo
 
 def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | None, executor: str,
          address: str | None, dry_run: bool, stale: bool = False, tracker: MlflowTracker | None = None,
-         workers: int | None = None) -> None:
+         workers: int = 1) -> None:
     t0 = time.time()
     set_threads(proto.execution.threads)
     data = load_study_data(proto, data_root, test_root)
