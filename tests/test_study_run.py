@@ -12,6 +12,9 @@ from study_tiny import results_without_timing, tiny_protocol, write_protocol
 
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
+from cxraug.study.baselines import complete_arms
+from cxraug.study.data import load_study_data
+from cxraug.study.plan import DataInfo, build_plan
 from cxraug.study.protocol import load_protocol
 from cxraug.study.runner import run_study
 from cxraug.study.units import check_no_synthetic
@@ -130,3 +133,25 @@ def test_external_test_set_mapped_by_name_and_dry_run(tmp_path: Path, cache_dir:
     (row,) = results_without_timing(tmp_path / "out")
     result = json.loads((tmp_path / "out" / "units" / row["unit"] / "result.json").read_text())
     assert len(result["y_true"]) == 11
+
+
+def test_an_arm_at_another_image_size_reuses_every_finished_unit(tmp_path: Path, cache_dir: Path) -> None:
+    """Unit keys hash only the image sizes a unit reads: adding a 16 px generator arm to a finished 32 px study
+    leaves every finished unit's key alone."""
+    out = tmp_path / "out"
+    run_study(_proto(tmp_path, cache_dir), out)
+    before = {p.parent.name for p in (out / "units").glob("*/result.json")}
+    arms = tiny_protocol(cache_dir)["arms"] + [{"name": "dcgan16", "generator": "dcgan16",
+                                                "policy": {"mode": "add", "n_per_class": 12}}]
+    gens = {**tiny_protocol(cache_dir)["generators"]}
+    gens["dcgan16"] = {"model": "dcgan", "config": {**gens["dcgan"]["config"], "size": 16}}
+    bigger = _proto(tmp_path, cache_dir, arms=arms, generators=gens)
+    data = load_study_data(bigger, None, None)
+    assert sorted(data.splits) == [16, 32]
+    plan = build_plan(complete_arms(bigger, data.classes)[0],
+                      DataInfo(fingerprint=data.fingerprint, classes=data.classes, counts=data.counts(32),
+                               sizes_fingerprint=data.fingerprints, size=32))
+    keys = {u.key for u in plan.units}
+    assert before <= keys and len(keys - before) >= 3  # the 16 px generator and its classifier units are new
+    new_gen = [u for u in plan.of_kind("generator") if u.key not in before]
+    assert len(new_gen) == 1 and new_gen[0].spec.config["size"] == 16

@@ -40,6 +40,16 @@ class StudyData:
     skipped: list[dict[str, str]] = field(default_factory=list)
     test_source: str | None = None
 
+    def fingerprints(self, sizes: set[int]) -> tuple[str, str | None]:
+        """(data, external test) fingerprint of the images at ``sizes`` only: a unit's key names what the unit
+        reads, so adding an arm at another image size leaves the other units' keys alone. Over every size of the
+        study this is :attr:`fingerprint`."""
+        order = sorted(sizes)
+        fp = _fingerprint(*(self.splits[s].train for s in order), *(self.splits[s].val for s in order),
+                          *(self.splits[s].test for s in order))
+        test = _fingerprint(*(self.test[s] for s in order)) if self.test_source is not None else None
+        return fp, test
+
     def counts(self, size: int) -> dict[tuple[str, int], dict[str, int]]:
         return {(r, d): s.counts() for (r, d, sz), s in self.subsets.items() if sz == size}
 

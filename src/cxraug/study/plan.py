@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cxraug import __version__
 from cxraug.augment.synthetic import policy_counts
 from cxraug.classifiers.train import ClassifierConfig, default_budget
 from cxraug.data.names import match_class
 from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS
 from cxraug.study.protocol import ArmSpec, ClassifierSpec, Protocol, RegimeSpec, classifier_config_fields
 from cxraug.study.specs import (ClassifierUnitSpec, GeneratorUnitSpec, StepBudget, UnitExecution, UnitMetrics,
                                 UnitRegime, UnitTraining, content_key)
@@ -46,6 +47,17 @@ class DataInfo:
     counts: dict[tuple[str, int], dict[str, int]]
     test_fingerprint: str | None = None
     size: int = 64
+    #: (data, test) fingerprints of the images at a set of sizes (a unit's own); None: every unit gets the
+    #: whole-study ``fingerprint``
+    sizes_fingerprint: Callable[[set[int]], tuple[str, str | None]] | None = None
+
+    def unit_data(self, *sizes: int) -> dict[str, str | None]:
+        """The ``data`` / ``test_data`` fields of a unit that reads images at ``sizes`` (and the data size, whose
+        images decide the split)."""
+        if self.sizes_fingerprint is None:
+            return {"data": self.fingerprint, "test_data": self.test_fingerprint}
+        fp, test = self.sizes_fingerprint({self.size, *sizes})
+        return {"data": fp, "test_data": test}
 
 
 @dataclass
@@ -142,8 +154,7 @@ def _check_policies(proto: Protocol, counts: dict[str, int], regime: str) -> Non
 def build_plan(proto: Protocol, data: DataInfo) -> Plan:
     """Every unit of the study, generator units first; shared generator units appear once."""
     _check_size(proto)
-    base = {"version": __version__, "data": data.fingerprint, "test_data": data.test_fingerprint,
-            "split": proto.split, "preprocess": proto.preprocess, "classes": data.classes,
+    base = {"version": __version__, "split": proto.split, "preprocess": proto.preprocess, "classes": data.classes,
             "execution": UnitExecution(**proto.execution.model_dump(exclude={"retries", "gpus"}))}
     metrics = UnitMetrics(**proto.metrics.model_dump(exclude={"bootstrap", "subgroups", "confidence"}))
     plan = Plan()
@@ -169,7 +180,8 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                     cfg = dict(gspec.config)
                     cfg["seed"] = int(cfg.get("seed", 0)) + gseed
                     spec = GeneratorUnitSpec(
-                        **base, regime=_regime_spec(regime), draw=draw, model=gspec.model, config=cfg,
+                        **base, **data.unit_data(GENERATORS.get(gspec.model).Config(**cfg).size),
+                        regime=_regime_spec(regime), draw=draw, model=gspec.model, config=cfg,
                         train_classes=canonical_classes(gspec.classes, data.classes), checkpoint=gspec.checkpoint,
                         pool=pool, drop_near_copies=gspec.drop_near_copies,
                         curations=[filters[k] for k in sorted(filters)],
@@ -192,7 +204,8 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                             cfg = classifier_config_fields(clf)
                             cfg["seed"] = int(cfg.get("seed", 0)) + cseed
                             spec = ClassifierUnitSpec(
-                                **base, regime=_regime_spec(regime), draw=draw, classifier=cfg, size=clf.size,
+                                **base, **data.unit_data(clf.size or data.size), regime=_regime_spec(regime),
+                                draw=draw, classifier=cfg, size=clf.size,
                                 arm=arm, generator_unit=gunit.key if gunit else None,
                                 training=UnitTraining(loss_weighting=proto.training.loss_weighting), budget=budget)
                             plan.units.append(Unit(

@@ -117,6 +117,7 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
         console.print(f"[yellow]note[/]: {note}")
     data_size, _, _ = sizes_needed(proto)
     info = DataInfo(fingerprint=data.fingerprint, classes=data.classes, counts=data.counts(data_size),
+                    sizes_fingerprint=data.fingerprints,
                     test_fingerprint=data.test_fingerprint, size=data_size)
     plan = build_plan(proto, info)
     store = UnitStore(out)
@@ -127,6 +128,11 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
     done = {u.key for u in plan.units if store.done(u.key)}
     for line in describe(plan, done):
         console.print(line)
+    stray = store.finished_keys() - {u.key for u in plan.units}
+    if stray:
+        console.print(f"[yellow]note[/]: {len(stray)} finished unit(s) in {store.root} are not in this plan and are "
+                      "not reused: another protocol, or a study folder of a cxraug before unit keys hashed only the "
+                      "image sizes a unit reads; their units run again")
     if dry_run:
         return
     tracking = None if tracker is None else StudyTracking(tracker, proto, out, data.classes)

@@ -30,6 +30,10 @@ class UnitStore:
     def folder(self, key: str) -> Path:
         return self.root / key
 
+    def finished_keys(self) -> set[str]:
+        """Keys of every finished unit under ``OUT/units/`` (in this plan or not)."""
+        return {p.parent.name for p in self.root.glob("*/result.json")} if self.root.is_dir() else set()
+
     def done(self, key: str) -> bool:
         return (self.folder(key) / "result.json").is_file()
 
