@@ -66,6 +66,8 @@ class GeneratorConfig(BaseModel):
     checkpoint_every: int = Field(500, ge=1, description="last (and best-by-KID) checkpoint every K steps")
     keep_steps: list[int] = Field(default_factory=list, description="also keep checkpoints at these steps")
     kid_samples: int = Field(200, ge=10, description="samples scored by KID at each checkpoint")
+    patience: int | None = Field(None, ge=1, description="stop when the checkpoint KID has not improved for this "
+                                 "many scored checkpoints; None = train the whole budget")
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 

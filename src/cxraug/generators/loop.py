@@ -3,7 +3,8 @@
 Each step: networks in train mode (EMA copies in eval mode), ``train_step`` on the model's next batch, a stop on a
 non-finite loss, the EMA update; then, on rank 0 only, the losses every ``log_every`` steps, a fixed-noise grid
 every ``sample_every``, the ``last`` (and best-by-KID) checkpoint every ``checkpoint_every`` and the kept
-``step_XXXXXXX.pt`` checkpoints. With ``resume`` the loop first restores ``checkpoints/last.pt`` exactly,
+``step_XXXXXXX.pt`` checkpoints. With ``patience`` the loop stops once the checkpoint KID has not improved for that
+many scored checkpoints. With ``resume`` the loop first restores ``checkpoints/last.pt`` exactly,
 process-wide RNG included.
 """
 
@@ -43,6 +44,14 @@ class FitResult:
     best_kid: float | None
     wall_s: float
     out_dir: str
+    stopped_early: bool = False  # the KID did not improve for ``patience`` checkpoints
+
+
+def out_of_patience(gen: "Generator") -> bool:
+    """Has the best checkpoint KID stayed unbeaten for ``patience`` scored checkpoints? (From the step and the
+    best step alone, so a resumed run stops where the first one did.)"""
+    p, best = gen.config.patience, gen.best["step"]
+    return p is not None and best is not None and (gen.step - best) // gen.config.checkpoint_every >= p
 
 
 def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scorer | None, resume: bool,
@@ -68,7 +77,7 @@ def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scor
     t0 = time.time()
     with make_progress(enabled=progress and writer) as prog:
         task = prog.add_task(f"train {gen.name}", total=total, completed=gen.step)
-        while gen.step < total:
+        while gen.step < total and not out_of_patience(gen):
             for m in gen.modules().values():
                 m.train()
             for m in gen.ema.values():
@@ -101,7 +110,7 @@ def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scor
             save_checkpoints(gen, ckpt_dir, data, scorer, log)
         log.close()
     return FitResult(steps=gen.step, best_step=gen.best["step"], best_kid=gen.best["kid"],
-                     wall_s=time.time() - t0, out_dir=str(out))
+                     wall_s=time.time() - t0, out_dir=str(out), stopped_early=gen.step < total)
 
 
 def save_checkpoints(gen: "Generator", ckpt_dir: Path, data: ImageSet, scorer: Scorer | None,

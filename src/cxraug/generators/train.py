@@ -166,6 +166,8 @@ def train_generator(model: str, out: str | Path, *, config: dict[str, Any] | Non
                          stamp=stamp, steps=res.steps, best_step=res.best_step, best_kid=res.best_kid,
                          scorer=record["scorer"], quality=quality, data=record["data"])
     best = "" if res.best_kid is None else f", best KID {res.best_kid:.4g} at step {res.best_step}"
+    if res.stopped_early:
+        best += f" (stopped early: no better KID for {gen.config.patience} checkpoints)"
     console.print(f"{model}: {res.steps} steps in {res.wall_s / 60:.1f} min{best}; checkpoints in {out}/checkpoints")
     return GeneratorRun(generator=gen, result=res, record=record, out=out)
 

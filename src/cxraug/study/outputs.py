@@ -76,7 +76,8 @@ def generator_row(u: Unit, res: dict[str, Any]) -> tuple[dict[str, Any], list[di
     fits = res.get("fit", [])
     steps = ";".join(f"{r['folder']}:{r['steps']}" for r in fits)
     best = ";".join(f"{r['folder']}:{r['best_step']}" for r in fits)
-    row = {**base, "status": res.get("status", OK), "steps": steps, "best_step": best,
+    stopped = ";".join(f"{r['folder']}:{r.get('stopped_early', False)}" for r in fits)
+    row = {**base, "status": res.get("status", OK), "steps": steps, "best_step": best, "stopped_early": stopped,
            "converged": generators_converged(fits),
            **{k: stats.mean_of_finite([m.get(k, math.nan) for m in per_class.values()]) for k in GEN_METRICS},
            "wall_s": res["wall_s"]}

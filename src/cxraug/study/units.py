@@ -81,7 +81,8 @@ def _fit_models(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, work: P
             scorer = make_scorer(real.images, real.labels if labelled else None, features=extractor,
                                  size=cfg.size, seed=cfg.seed)
         res = gen.fit(data, folder, scorer=scorer, resume=True, progress=False)
-        records.append({"folder": folder.name, "steps": res.steps, "best_step": res.best_step,
+        records.append({"folder": folder.name, "steps": res.steps, "stopped_early": res.stopped_early,
+                        "best_step": res.best_step,
                         "best_kid": res.best_kid, "classes": sorted(c for c, n in data.counts().items() if n),
                         "counts": data.counts(), "stamp": gen.stamp,
                         "scorer": None if scorer is None else {**scorer.describe(), "against": "val"}})
