@@ -16,6 +16,12 @@ class embeddings, trained with MONAI's ``DDPMScheduler`` (noise prediction, MSE)
   ``cpu`` - 32 px, a three-level UNet (16/32/64 channels, attention at the lowest level, one residual block per
   level, 0.7 M parameters, 0.2 GFLOP per image forward), batch 32, lr 5e-4, 2000 steps: learns visibly in
   minutes on 2 cores;
+  ``cpu64`` - 64 px (the classifier's size, no resize), four levels (16/32/48/64 channels, attention at the
+  lowest, 8 x 8, level, one residual block per level): 924,241 parameters with three classes (+16 per further
+  class) and 0.639 GFLOP per image forward at 64 px (``torch.utils.flop_counter.FlopCounterMode``, which counts a
+  multiply-add as 2 FLOPs; a training step costs about three forwards per image), batch 32, lr 5e-4, EMA 0.995,
+  600 steps and 15 DDIM steps by default. Sized for 2 CPU cores: training and edit/sample rates are measured by
+  ``bench/ddpm_cpu64.py`` (BENCHMARKS.md; not yet measured), and ``steps`` is to be set from them;
   ``paper`` - 128 px, four levels (64/128/256/256, attention at the two lowest), two residual blocks per level,
   batch 16, lr 1e-4, EMA 0.9999, 60000 steps (a GPU budget).
 
@@ -43,6 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"size": 32, "channels": [16, 32, 64], "attention_levels": [False, False, True], "num_res_blocks": 1,
             "num_head_channels": 16, "norm_num_groups": 8, "batch_size": 32, "lr": 5e-4, "ema_decay": 0.995,
             "steps": 2000, "sample_every": 500, "checkpoint_every": 500},
+    "cpu64": {"size": 64, "channels": [16, 32, 48, 64], "attention_levels": [False, False, False, True],
+              "num_res_blocks": 1, "num_head_channels": 16, "norm_num_groups": 8, "batch_size": 32, "lr": 5e-4,
+              "ema_decay": 0.995, "steps": 600, "sample_steps": 15, "sample_every": 200, "checkpoint_every": 200},
     "paper": {"size": 128, "channels": [64, 128, 256, 256], "attention_levels": [False, False, True, True],
               "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32, "batch_size": 16, "lr": 1e-4,
               "ema_decay": 0.9999, "steps": 60_000, "sample_every": 2000, "checkpoint_every": 2000},
@@ -52,7 +61,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 class DDPMConfig(GeneratorConfig):
     """Diffusion options; ``preset`` fills in the defaults of the fields it names (see :data:`PRESETS`)."""
 
-    preset: Literal["cpu", "paper"] = Field("cpu", description="cpu: 32 px small UNet; paper: 128 px")
+    preset: Literal["cpu", "cpu64", "paper"] = Field("cpu", description="cpu: 32 px small UNet; cpu64: 64 px UNet "
+                                                     "for 2 CPU cores; paper: 128 px")
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1,
                                 description="UNet channels per level")
     attention_levels: list[bool] = Field(default_factory=lambda: [False, False, True],
