@@ -76,6 +76,8 @@ def test_edit_arms_take_their_own_pools_of_every_training_image(edited):
     assert {c: (r["sources"], r["edits"]) for c, r in plain.items()} == {"COVID": (12, 24), "Normal": (12, 24)}
     strengths = np.array(plain["COVID"]["strengths"])
     assert 0.2 <= strengths.min() < strengths.max() <= 0.6  # drawn per edit from the range
+    audited = next(r for r in records if r["policy"]["target"] is None)["audit"]  # memorisation is on by default
+    assert audited["dropped"] == 0 and np.isfinite([audited["source_distance"], audited["other_distance"]]).all()
     towards = next(r for r in records if r["policy"]["target"] == "COVID")["classes"]
     assert list(towards) == ["COVID"] and towards["COVID"]["source_classes"] == ["Normal"]
     assert towards["COVID"]["target"] == "COVID"
@@ -100,3 +102,47 @@ def test_validation_and_test_images_are_never_edited(edited, tmp_path):
             assert not set(c["source_paths"]) & set(canary.paths)
     pool = curated_pool(a["pool"], spec.edits[0].key, CLASSES, {})
     assert len(pool) == sum(len(c["source_paths"]) for c in a["edits"][spec.edits[0].key]["classes"].values())
+
+
+class CopyingEditor:
+    """A planted editor: even edits return their source, odd ones the *next* source (another training image)."""
+
+    name, kind, preprocess, target_class = "copier", "conditional", {}, None
+
+    def __init__(self, classes, size):
+        self.classes, self.config = classes, type("C", (), {"size": size})()
+
+    def edit(self, images, labels, strength, steps=None, guidance=None, seed=0):
+        out = images.copy()
+        out[1::2] = np.roll(images, -1, axis=0)[1::2]
+        return out
+
+
+def test_the_near_copy_gate_drops_edits_that_copy_other_training_images(edited):
+    from cxraug.study.edited import edit_pools
+    from cxraug.study.units import pool_to_arrays
+
+    result, _ = _generator_result(edited)
+    spec = GeneratorUnitSpec.model_validate(result["spec"])
+    plain = next(p for p in spec.edits if p.target is None).model_copy(update={"per_image": 1})
+    train, val = phantoms(12, size=16, seed=0, classes=CLASSES), phantoms(6, size=16, seed=5, classes=CLASSES)
+    model = CopyingEditor(CLASSES, 16)
+    arrays, record = edit_pools(spec.model_copy(update={"edits": [plain], "drop_near_copies": True}), model, train,
+                                val, None, pool_to_arrays)
+    audit = record[plain.key]["audit"]
+    assert audit["dropped"] == audit["flagged"] == 12  # the 6 odd edits of each class
+    pool = curated_pool(arrays, plain.key, CLASSES, {})
+    assert len(pool) == 12
+    np.testing.assert_array_equal(pool.images, train.images[0::2])  # the survivors are the own-source edits
+    shown = curated_pool(arrays, plain.key, CLASSES, {}, kind="source_")
+    np.testing.assert_array_equal(shown.images, pool.images)  # report pairs: each edit beside its source
+    kept, _ = edit_pools(spec.model_copy(update={"edits": [plain], "drop_near_copies": False}), model, train, val,
+                         None, pool_to_arrays)
+    assert len(kept[f"{plain.key}__images"]) == 24  # without the gate every edit stays
+
+
+def test_report_shows_source_edit_pairs_and_both_distances(edited):
+    html = (edited / "report.html").read_text()
+    assert html.count("<h4>Edits e") == 2 and "distance to others" in html and "towards COVID" in html
+    assert html.count('alt="source Normal"') == 1 and html.count('alt="edit Normal"') == 1  # the plain policy
+    assert html.count('alt="source COVID"') == 2 and html.count('alt="edit COVID"') == 2  # plain + towards

@@ -141,7 +141,7 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
         arrays.update(curated)
     edits: dict[str, Any] = {}
     if spec.edits:
-        edited, edits = edit_pools(spec, models, train, pool_to_arrays)
+        edited, edits = edit_pools(spec, models, train, val, extractor, pool_to_arrays)
         arrays.update(edited)
     metrics: dict[str, Any] = {}
     by_step: list[dict[str, Any]] = []
@@ -224,10 +224,9 @@ def _labelled(images: np.ndarray, label: int, train: ImageSet, prefix: str) -> I
 
 
 def curated_pool(arrays: dict[str, np.ndarray], key: str, classes: list[str], meta: dict[str, Any],
-                 rejected: bool = False) -> ImageSet:
-    """The curated (or the shown rejected) images of filter ``key`` (or the edits of edit policy ``key``) from a
-    generator unit's pool arrays."""
-    kind = "rejected_" if rejected else ""
+                 kind: str = "") -> ImageSet:
+    """The curated images of filter ``key`` (``kind="rejected_"``: the shown rejected ones), or the edits of edit
+    policy ``key`` (``kind="source_"``: the sources of the shown edits), from a generator unit's pool arrays."""
     return pool_from_arrays({k: arrays[f"{key}__{kind}{k}"] for k in ("images", "labels", "paths")}, classes, meta)
 
 
