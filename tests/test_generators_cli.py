@@ -106,3 +106,40 @@ def test_user_errors_are_one_line(phantoms, tmp_path) -> None:
                        (["--model", "dcgan", "--class", "COVID", "--score-against", "test"], "'test' is not one of")):
         res = CliRunner().invoke(app, base + extra, env={"COLUMNS": "250"})  # refused by the option choices
         assert res.exit_code == 2 and msg in res.output, (extra, res.output)
+
+
+def test_ddpm_edits_every_training_image(phantoms, tmp_path) -> None:
+    from cxraug.data import PreprocessConfig, load_splits
+    from cxraug.generators.ddpm import DDPM
+
+    train = load_splits(phantoms, preprocess=PreprocessConfig(size=16)).train
+    gen = DDPM({"size": 16, "channels": [8, 16], "attention_levels": [False, True], "num_head_channels": 8,
+                "norm_num_groups": 4, "batch_size": 8, "steps": 2, "sample_steps": 3}, classes=train.classes)
+    gen.fit(train, tmp_path / "run", progress=False)
+    gen.save(tmp_path / "ddpm.pt")
+    png = tmp_path / "edits"
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(tmp_path / "ddpm.pt"), "--edit", phantoms,
+                                   "--strength", "0.4", "--per-image", "2", "--guidance", "1.5",
+                                   "--sample-steps", "2", "--seed", "4", "--out", str(png)])
+    assert res.exit_code == 0, res.output
+    with open(png / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["source"] for r in rows] == list(np.repeat(train.paths, 2))  # training fold only, each twice
+    assert [r["label"] for r in rows] == [train.classes[y] for y in np.repeat(train.labels, 2)]
+    assert {r["strength"] for r in rows} == {"0.4"} and [int(r["index"]) for r in rows] == list(range(len(rows)))
+    imgs = np.stack([np.asarray(Image.open(png / r["file"])) for r in rows])
+    back = Generator.load(tmp_path / "ddpm.pt")
+    expect = back.edit(np.repeat(train.images, 2, axis=0), np.repeat(train.labels, 2), 0.4, steps=2, guidance=1.5,
+                       seed=4)
+    np.testing.assert_array_equal(imgs, expect)
+    towards = tmp_path / "towards"
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(tmp_path / "ddpm.pt"), "--edit", phantoms,
+                                   "--label", "covid", "--out", str(towards)])
+    assert res.exit_code == 0, res.output
+    with open(towards / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    normal = [p for p, y in zip(train.paths, train.labels) if train.classes[y] == "Normal"]
+    assert [r["source"] for r in rows] == normal and {r["label"] for r in rows} == {"COVID"}
+    res = CliRunner().invoke(app, ["generate", "--checkpoint", str(tmp_path / "ddpm.pt"), "--edit", phantoms,
+                                   "--n", "3", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "leave out --n" in str(res.exception)

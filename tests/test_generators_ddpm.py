@@ -30,6 +30,9 @@ def test_presets_fill_defaults_and_explicit_fields_win():
     with pytest.raises(Exception, match="sample_steps"):
         DDPM.Config(sample_steps=2000)
     assert GENERATORS.get("ddpm") is DDPM
+    cpu64 = DDPM({"preset": "cpu64"}, classes=["COVID", "Normal", "Viral Pneumonia"])
+    assert cpu64.config.size == 64 and cpu64.config.sample_steps == 15
+    assert sum(p.numel() for p in cpu64.unet.parameters()) == 924_241  # the count the preset's docstring states
 
 
 def phantoms(n: int, size: int = 16) -> ImageSet:

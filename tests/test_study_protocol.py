@@ -36,7 +36,7 @@ def _error(tmp_path: Path, raw: dict) -> str:
 
 @pytest.mark.parametrize("patch, expected", [
     ({"arms": [{"name": "x", "generator": "g", "policy": {"mode": "double"}}]},
-     "arms[0].policy.mode: Input should be 'add', 'balance' or 'ratio' (got 'double')"),
+     "arms[0].policy.mode: Input should be 'add', 'balance', 'ratio' or 'edit' (got 'double')"),
     ({"repeats": {"classifier_seeds": 0}}, "repeats.classifier_seeds: Input should be greater than or equal to 1"),
     ({"generators": {"g": {"model": "noise", "config": {"steps": -1}}}},
      "generators.g.config.steps: Input should be greater than or equal to 0"),
@@ -170,18 +170,19 @@ def test_generative_arms_get_classical_and_same_count_oversample_baselines(tmp_p
 
 
 def test_fields_added_later_stay_out_of_keys_at_their_default(tmp_path: Path) -> None:
-    """Study folders from before the curation fields keep their unit keys; setting a field changes the key of
+    """Study folders from before the curation (and edit) fields keep their unit keys; setting a field changes the key of
     exactly the units it affects."""
     from cxraug.study.specs import content_key
 
     raw = copy.deepcopy(BASE)
     plan = build_plan(load_protocol(_write(tmp_path, raw)), _info())
     for u in plan.units:
-        old = u.spec.model_dump(exclude={"curations"} if u.kind == "generator" else
+        old = u.spec.model_dump(exclude={"curations", "edits"} if u.kind == "generator" else
                                 {"arm": {"synthetic_weight", "synthetic_label_smoothing", "schedule",
                                          "finetune_fraction"}})
         if u.kind == "classifier" and old["arm"]["policy"] is not None:
-            old["arm"]["policy"].pop("filter")
+            for k in ("filter", "per_image", "strength", "steps", "guidance", "target"):
+                old["arm"]["policy"].pop(k)
         assert u.key == content_key(old)
     gen_arm = next(a for a in raw["arms"] if a.get("generator"))
     gen_arm["synthetic_weight"] = 0.5

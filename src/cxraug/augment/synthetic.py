@@ -106,17 +106,28 @@ class SyntheticPolicy(BaseModel):
     ``arms[].policy`` block and the plug-in's argument alike.
 
     ``add``: ``n_per_class`` more images of each listed class. ``balance``: every class up to the largest
-    class's real count. ``ratio``: ``ratio`` x the class's real count more images.
+    class's real count. ``ratio``: ``ratio`` x the class's real count more images. ``edit``: every real training
+    image of the listed classes gets ``per_image`` edits by a diffusion model (SDEdit, :mod:`cxraug.augment.edits`)
+    at ``strength`` (one value, or ``[s_min, s_max]`` drawn per edit), labelled with its class - or, with
+    ``target``, the images of the other listed classes are edited towards ``target`` and labelled so.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["add", "balance", "ratio"]
+    mode: Literal["add", "balance", "ratio", "edit"]
     n_per_class: int | None = Field(None, ge=1, description="images per class (mode add)")
     ratio: float | None = Field(None, gt=0, description="synthetic images per real image of the class (mode ratio)")
     classes: list[str] | None = Field(None, description="classes that receive images; null = all (with a "
                                       "generator)")
     filter: CurationFilter | None = Field(None, description="curation of the generated images (generator arms)")
+    per_image: int | None = Field(None, ge=1, le=100, description="edits per real training image (mode edit)")
+    strength: float | list[float] | None = Field(None, description="edit strength s in (0, 1], or [s_min, s_max] "
+                                                 "drawn uniformly per edit (mode edit)")
+    steps: int | None = Field(None, ge=1, description="DDIM steps of an edit chain; null = the model's "
+                              "sample_steps (mode edit)")
+    guidance: float | None = Field(None, ge=0, description="classifier-free guidance of edits; null = the "
+                                   "model's guidance_scale (mode edit)")
+    target: str | None = Field(None, description="mode edit: edit the other classes' images towards this class")
 
     @model_validator(mode="after")
     def _needs(self) -> "SyntheticPolicy":
@@ -124,7 +135,34 @@ class SyntheticPolicy(BaseModel):
             raise ValueError("mode 'add' needs n_per_class")
         if self.mode == "ratio" and self.ratio is None:
             raise ValueError("mode 'ratio' needs ratio")
+        edit_fields = [k for k in ("per_image", "strength", "steps", "guidance", "target")
+                       if getattr(self, k) is not None]
+        if self.mode != "edit" and edit_fields:
+            raise ValueError(f"{', '.join(edit_fields)} only apply to mode 'edit'")
+        if self.mode == "edit":
+            if self.per_image is None or self.strength is None:
+                raise ValueError("mode 'edit' needs per_image and strength")
+            lo, hi = self.strength_range
+            if not (0 < lo <= hi <= 1) or (isinstance(self.strength, list) and len(self.strength) != 2):
+                raise ValueError(f"strength must be s or [s_min, s_max] with 0 < s_min <= s_max <= 1, got "
+                                 f"{self.strength}")
+            if self.filter is not None:
+                raise ValueError("mode 'edit' does not take a curation filter yet (curate free samples instead)")
         return self
+
+    @property
+    def strength_range(self) -> tuple[float, float]:
+        """``(s_min, s_max)`` of mode edit (equal for one strength)."""
+        s = self.strength
+        if isinstance(s, list):
+            return (float(s[0]), float(s[-1])) if s else (0.0, 0.0)
+        return (float(s or 0.0), float(s or 0.0))
+
+    @property
+    def key(self) -> str:
+        """A short stable name of this policy (an edit pool's name in a generator unit)."""
+        blob = json.dumps(self.model_dump(), sort_keys=True)
+        return "e" + hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -173,6 +211,8 @@ def policy_counts(policy: SyntheticPolicy, real: Mapping[str, int], covered: Seq
         raise CxraugError(f"policy asks for synthetic {missing} but no generator covers them (covered: {covered})")
     largest = max(real.values(), default=0)
     out = {}
+    if policy.mode == "edit":
+        return edit_counts(policy, real, wanted)
     for c in wanted:
         k = int(real[c])
         if policy.mode == "add":
@@ -182,6 +222,17 @@ def policy_counts(policy: SyntheticPolicy, real: Mapping[str, int], covered: Seq
         else:
             out[c] = int(round(float(policy.ratio or 0.0) * k))
     return out
+
+
+def edit_counts(policy: SyntheticPolicy, real: Mapping[str, int], wanted: Sequence[str]) -> dict[str, int]:
+    """Edits per *label* class of mode edit: ``per_image`` x the class's real images, or, with ``target``, all
+    edits of the other ``wanted`` classes' images under the target's name."""
+    m = int(policy.per_image or 0)
+    if policy.target is None:
+        return {c: m * int(real[c]) for c in wanted}
+    classes = list(real)
+    target = classes[match_class(policy.target, classes)]
+    return {target: m * sum(int(real[c]) for c in wanted if c != target)}
 
 
 def real_counts(train: ImageSet) -> dict[str, int]:
@@ -195,7 +246,7 @@ def synthetic_counts(train: ImageSet, policy: SyntheticPolicy, covered: Sequence
     return policy_counts(policy, real_counts(train), covered)
 
 
-def _check_space(gen: Sampler, train: ImageSet) -> None:
+def check_space(gen: Sampler, train: ImageSet) -> None:
     theirs = {k: v for k, v in gen.preprocess.items() if k != "size"}
     ours = {k: v for k, v in dict(train.meta.get("preprocess") or {}).items() if k != "size"}
     diff = sorted(k for k in set(theirs) & set(ours) if theirs[k] != ours[k])
@@ -227,7 +278,7 @@ def generate_synthetic(train: ImageSet, generators: GeneratorsArg, policy: Synth
             continue
         s = by_class[label]
         gen = s.generator
-        _check_space(gen, train)
+        check_space(gen, train)
         li = train.classes.index(label)
         source = None
         if gen.kind == TRANSLATION:

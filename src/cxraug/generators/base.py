@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -182,6 +182,18 @@ class Generator(ABC):
             n = len(src)
         elif self.kind is GeneratorKind.TRANSLATION:
             raise CxraugError(f"{self.name} translates images: pass source images to sample()")
+
+        def run(rows: slice, rng: torch.Generator) -> torch.Tensor:
+            lab = None if labels is None else labels[rows]
+            s = None if src is None else src[rows]
+            return self._generate(rows.stop - rows.start, lab, s, rng)
+
+        return self.batched(n, run, seed)
+
+    def batched(self, n: int, run: Callable[[slice, torch.Generator], torch.Tensor], seed: int) -> np.ndarray:
+        """``n`` uint8 images made by ``run(rows, rng)`` (images in [-1, 1] for the items ``rows``) in chunks of
+        ``batch_size``, networks in eval mode, without gradients, every chunk drawing from one generator seeded
+        with ``seed`` (what makes :meth:`sample` and a diffusion model's edits deterministic)."""
         rng = torch.Generator(device=self.device).manual_seed(int(seed))
         for m in self.modules().values():
             m.eval()
@@ -189,10 +201,7 @@ class Generator(ABC):
         with torch.no_grad():
             chunk = max(1, self.config.batch_size)
             for i in range(0, n, chunk):
-                k = min(chunk, n - i)
-                lab = None if labels is None else labels[i:i + k]
-                s = None if src is None else src[i:i + k]
-                out.append(self._generate(k, lab, s, rng).float().cpu())
+                out.append(run(slice(i, min(n, i + chunk)), rng).float().cpu())
         return to_uint8(torch.cat(out)) if out else np.zeros((0, self.config.size, self.config.size), np.uint8)
 
     def _labels(self, n: int, label: Any) -> torch.Tensor | None:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cxraug.augment.diffaugment import OPS as _DIFFAUGMENT
 from cxraug.cliconfig import ConfigFile, given, merge_config_file
+from cxraug.data.imageset import ImageSet
 from cxraug.data.options import CacheDir, Clahe, Device, Devices, MaskCrop, SplitSeed, TestFrac, ValFrac
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
@@ -114,18 +115,23 @@ def _csv_list(value: str | list | None) -> list | None:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
+def _training_fold(gen: Generator, root: str) -> ImageSet:
+    """The training fold of the dataset at ``root``, in the generator's preprocessing."""
+    from cxraug.data import PreprocessConfig, load_splits
+
+    return load_splits(root, preprocess=PreprocessConfig(**gen.preprocess) if gen.preprocess else
+                       PreprocessConfig(size=gen.config.size)).train
+
+
 def _source_images(gen: Generator, source: str, target: Optional[str]) -> tuple[np.ndarray, str]:
     """Training-fold source-class images of ``source`` (a dataset root) in the generator's preprocessing."""
-    from cxraug.data import PreprocessConfig, load_splits
     from cxraug.data.names import match_class
 
     if gen.target_class is None:
         raise CxraugError(f"{gen.name} does not say which class it translates from")
     if target is not None and match_class(target, [gen.target_class]) != 0:
         raise CxraugError(f"{gen.name} translates into {gen.target_class!r}, not {target!r}")
-    splits = load_splits(source, preprocess=PreprocessConfig(**gen.preprocess) if gen.preprocess else
-                         PreprocessConfig(size=gen.config.size))
-    images = gen.source_images(splits.train)
+    images = gen.source_images(_training_fold(gen, source))
     if images is None or len(images) == 0:
         raise CxraugError(f"no training images of the source class under {source}")
     return images, gen.target_class
@@ -133,7 +139,7 @@ def _source_images(gen: Generator, source: str, target: Optional[str]) -> tuple[
 
 def generate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder (best, else last) or a .pt file."),
-    n: int = typer.Option(..., "--n", min=1, help="Images to write."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Images to write (sampling; not with --edit)."),
     out: Path = typer.Option(..., "--out", help="Output folder: PNG files and manifest.csv."),
     label: Optional[str] = typer.Option(None, "--label", help="Class (conditional models; default: balanced)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed: image k is sample(n, seed=seed)[k]."),
@@ -146,11 +152,19 @@ def generate(
                                                   "unconditional, 1 conditional, > 1 guided; default: the run's)."),
     sample_steps: Optional[int] = typer.Option(None, "--sample-steps", min=1,
                                                help="Diffusion models: DDIM sampling steps (default: the run's)."),
+    edit: Optional[str] = typer.Option(None, "--edit", help="Diffusion models: dataset root whose training-fold "
+                                       "images are edited (SDEdit) instead of sampling."),
+    strength: float = typer.Option(0.5, "--strength", min=0, max=1, help="--edit: strength s in (0, 1] (1 = free "
+                                   "sampling)."),
+    per_image: int = typer.Option(1, "--per-image", min=1, help="--edit: edits per source image."),
     device: Device = "auto",
 ) -> None:
-    """Sample a trained generator into PNG files with a manifest (file, label, seed, index, model, step). Examples:
+    """Sample a trained generator into PNG files with a manifest (file, label, seed, index, model, step), or, with
+    --edit, edit real training-fold images (manifest: source file, label, strength, seed, index). With --edit,
+    --label edits every other class's images towards that class. Examples:
     cxraug generate --checkpoint runs/dcgan-covid --n 1000 --out runs/dcgan-covid/png;
-    cxraug generate --checkpoint runs/ddpm --n 400 --guidance 2 --sample-steps 100 --out runs/ddpm/png"""
+    cxraug generate --checkpoint runs/ddpm --n 400 --guidance 2 --sample-steps 100 --out runs/ddpm/png;
+    cxraug generate --checkpoint runs/ddpm --edit data/dev --strength 0.3 --per-image 2 --out runs/ddpm/edits"""
     from PIL import Image
 
     from cxraug import io
@@ -160,6 +174,13 @@ def generate(
 
     gen = Generator.load(checkpoint, device=str(resolve_device(device)))
     sampling = _sampling_options(gen, guidance, sample_steps)
+    if edit is not None:
+        if n is not None:
+            raise CxraugError("--edit writes --per-image edits of every training image: leave out --n")
+        _write_edits(gen, edit, strength, per_image, label, seed, out)
+        return
+    if n is None:
+        raise CxraugError("pass --n (images to sample) or --edit DATA_ROOT")
     src = None
     if gen.kind is GeneratorKind.TRANSLATION:
         if source is None:
@@ -186,6 +207,45 @@ def generate(
                      **sampling})
     io.write_csv(out / "manifest.csv", rows, list(rows[0]))
     console.print(f"wrote {n} images of {sorted(set(names))} from {gen.name} (step {gen.step}) to {out}")
+
+
+def _write_edits(gen: Generator, root: str, strength: float, per_image: int, target: str | None, seed: int,
+                 out: Path) -> None:
+    """``per_image`` edits of every training-fold image of ``root`` that ``gen`` knows the class of (towards
+    ``target`` when given: the target's own images are left out), as PNGs with a manifest."""
+    from PIL import Image
+
+    from cxraug import io
+    from cxraug.augment.edits import can_edit
+    from cxraug.data.names import match_class, normalize
+    from cxraug.ui import console, track
+
+    if not can_edit(gen):
+        raise CxraugError(f"--edit needs a conditional diffusion model (ddpm), not {gen.name}")
+    if not 0 < strength <= 1:
+        raise CxraugError(f"--strength must be in (0, 1], got {strength}")
+    train = _training_fold(gen, root)
+    known = [normalize(c) for c in gen.classes]
+    own = np.array([known.index(normalize(train.classes[y])) if normalize(train.classes[y]) in known else -1
+                    for y in train.labels])
+    goal = None if target is None else match_class(target, gen.classes)
+    keep = np.flatnonzero((own >= 0) & (own != (goal if goal is not None else -2)))
+    if len(keep) == 0:
+        raise CxraugError(f"no training images of {root} to edit into {gen.classes}")
+    src = np.repeat(keep, per_image)
+    labels = own[src] if goal is None else np.full(len(src), goal)
+    images = gen.edit(train.images[src], labels, strength, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in track(range(len(src)), "write PNGs"):
+        name = gen.classes[labels[k]]
+        file = f"{gen.name}_edit_{name}_s{seed}_{k:06d}.png".replace(" ", "_")
+        Image.fromarray(images[k]).save(out / file)
+        rows.append({"file": file, "source": str(train.paths[src[k]]), "label": name, "strength": strength,
+                     "seed": seed, "index": k, "model": gen.name, "step": gen.step,
+                     "guidance_scale": gen.config.guidance_scale, "sample_steps": gen.config.sample_steps})
+    io.write_csv(out / "manifest.csv", rows, list(rows[0]))
+    console.print(f"wrote {len(src)} edits (strength {strength}) of {len(keep)} training images to {out}")
 
 
 def _sampling_options(gen: Generator, guidance: float | None, sample_steps: int | None) -> dict[str, Any]:

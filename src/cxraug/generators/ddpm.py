@@ -8,11 +8,20 @@ class embeddings, trained with MONAI's ``DDPMScheduler`` (noise prediction, MSE)
   0 is unconditional sampling (the label is not used at all), > 1 trades diversity for class fidelity.
   Sampling options (``guidance_scale``, ``sample_steps``, ``eta``) are config fields and may be changed on a
   trained model before sampling (``gen.config.guidance_scale = 2.0``).
-* EMA weights (``ema_decay``) are what ``sample`` uses.
+* EMA weights (``ema_decay``) are what ``sample`` and ``edit`` use.
+* Edits of real images (SDEdit, Meng et al. 2022): :meth:`DDPM.edit` noises each image to the timestep of its
+  strength s (``round(s * T)`` forward steps) and runs the same guided DDIM chain as sampling from there
+  (:mod:`cxraug.generators.ddim`); s = 1 is free sampling, bit for bit.
 * Presets: the ``preset`` field supplies defaults for every field it names (fields given explicitly win):
   ``cpu`` - 32 px, a three-level UNet (16/32/64 channels, attention at the lowest level, one residual block per
   level, 0.7 M parameters, 0.2 GFLOP per image forward), batch 32, lr 5e-4, 2000 steps: learns visibly in
   minutes on 2 cores;
+  ``cpu64`` - 64 px (the classifier's size, no resize), four levels (16/32/48/64 channels, attention at the
+  lowest, 8 x 8, level, one residual block per level): 924,241 parameters with three classes (+16 per further
+  class) and 0.639 GFLOP per image forward at 64 px (``torch.utils.flop_counter.FlopCounterMode``, which counts a
+  multiply-add as 2 FLOPs; a training step costs about three forwards per image), batch 32, lr 5e-4, EMA 0.995,
+  600 steps and 15 DDIM steps by default. Sized for 2 CPU cores: training and edit/sample rates are measured by
+  ``bench/ddpm_cpu64.py`` (BENCHMARKS.md; not yet measured), and ``steps`` is to be set from them;
   ``paper`` - 128 px, four levels (64/128/256/256, attention at the two lowest), two residual blocks per level,
   batch 16, lr 1e-4, EMA 0.9999, 60000 steps (a GPU budget).
 
@@ -24,11 +33,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from cxraug.generators import GENERATORS
+from cxraug.data.imageset import to_unit
+from cxraug.data.resize import resize_uint8
+from cxraug.errors import CxraugError
+from cxraug.generators import GENERATORS, ddim
 from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
 
 #: defaults each preset supplies (explicitly given fields override them)
@@ -36,6 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"size": 32, "channels": [16, 32, 64], "attention_levels": [False, False, True], "num_res_blocks": 1,
             "num_head_channels": 16, "norm_num_groups": 8, "batch_size": 32, "lr": 5e-4, "ema_decay": 0.995,
             "steps": 2000, "sample_every": 500, "checkpoint_every": 500},
+    "cpu64": {"size": 64, "channels": [16, 32, 48, 64], "attention_levels": [False, False, False, True],
+              "num_res_blocks": 1, "num_head_channels": 16, "norm_num_groups": 8, "batch_size": 32, "lr": 5e-4,
+              "ema_decay": 0.995, "steps": 600, "sample_steps": 15, "sample_every": 200, "checkpoint_every": 200},
     "paper": {"size": 128, "channels": [64, 128, 256, 256], "attention_levels": [False, False, True, True],
               "num_res_blocks": 2, "num_head_channels": 32, "norm_num_groups": 32, "batch_size": 16, "lr": 1e-4,
               "ema_decay": 0.9999, "steps": 60_000, "sample_every": 2000, "checkpoint_every": 2000},
@@ -45,7 +61,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 class DDPMConfig(GeneratorConfig):
     """Diffusion options; ``preset`` fills in the defaults of the fields it names (see :data:`PRESETS`)."""
 
-    preset: Literal["cpu", "paper"] = Field("cpu", description="cpu: 32 px small UNet; paper: 128 px")
+    preset: Literal["cpu", "cpu64", "paper"] = Field("cpu", description="cpu: 32 px small UNet; cpu64: 64 px UNet "
+                                                     "for 2 CPU cores; paper: 128 px")
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1,
                                 description="UNet channels per level")
     attention_levels: list[bool] = Field(default_factory=lambda: [False, False, True],
@@ -134,25 +151,75 @@ class DDPM(Generator):
         self.opt.step()
         return {"loss": loss.item()}
 
-    def _eps(self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _eps(self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
+             scale: float) -> torch.Tensor:
         """Guided noise estimate (one network pass when the scale is 0 or 1, two otherwise)."""
-        s = self.config.guidance_scale
         null = torch.full_like(labels, self.null_label)
-        if s == 0:
+        if scale == 0:
             return net(x, t, class_labels=null)
-        if s == 1:
+        if scale == 1:
             return net(x, t, class_labels=labels)
         cond, uncond = net(torch.cat([x, x]), torch.cat([t, t]), class_labels=torch.cat([labels, null])).chunk(2)
-        return uncond + s * (cond - uncond)
+        return uncond + scale * (cond - uncond)
+
+    def _denoise(self, x: torch.Tensor, top: torch.Tensor, labels: torch.Tensor, steps: int, scale: float,
+                 rng: torch.Generator) -> torch.Tensor:
+        """Run the guided DDIM chain of every image from its 0-based timestep ``top[i]`` to the clean image: the
+        one loop of free sampling and of SDEdit (:mod:`cxraug.generators.ddim`)."""
+        net = self.net("unet")
+        chain = ddim.plan(top, steps)
+        alphas = self.schedulers["sample"].alphas_cumprod
+        for j in range(chain.steps):
+            t, prev, active = chain.t[j], chain.prev[j], chain.active[j]
+            moved = ddim.step(alphas, self._eps(net, x, t, labels, scale), t, prev, x, self.config.eta, rng)
+            x = moved if bool(active.all()) else torch.where(active.reshape(-1, 1, 1, 1), moved, x)
+        return x.clamp(-1, 1)
 
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
                   rng: torch.Generator) -> torch.Tensor:
         c = self.config
-        net = self.net("unet")
-        sched = self.schedulers["sample"]
-        sched.set_timesteps(c.sample_steps, device=self.device)
         x = torch.randn(n, 1, c.size, c.size, generator=rng, device=self.device)
-        for t in sched.timesteps:
-            eps = self._eps(net, x, t.expand(n), labels)
-            x, _ = sched.step(eps, int(t), x, eta=c.eta, generator=rng)
-        return x.clamp(-1, 1)
+        top = torch.full((n,), c.train_timesteps - 1, dtype=torch.long, device=self.device)
+        return self._denoise(x, top, labels, c.sample_steps, c.guidance_scale, rng)
+
+    def start_timestep(self, strength: float) -> int:
+        """The 0-based timestep an edit of ``strength`` starts from: ``round(s * T) - 1``, the noise level after
+        ``round(s * T)`` forward steps (``-1``: no noise at all, the edit returns its source)."""
+        if not 0 < strength <= 1:
+            raise CxraugError(f"edit strength must be in (0, 1], got {strength}")
+        return round(strength * self.config.train_timesteps) - 1
+
+    def edit(self, images: np.ndarray, labels: int | str | list | np.ndarray | None,
+             strength: float | list[float] | np.ndarray, steps: int | None = None, guidance: float | None = None,
+             seed: int = 0) -> np.ndarray:
+        """SDEdit (Meng et al. 2022): noise each real uint8 image to the timestep of its ``strength`` with the
+        forward process, then run the guided DDIM chain of sampling from there with its class ``labels`` (one per
+        image, or one for all). ``strength`` is one value or one per image; 1 is free sampling (the source is not
+        used; bit-identical to :meth:`sample` with the same seed). ``steps`` (DDIM steps of a whole chain; an
+        edit takes at most that many) and ``guidance`` default to the config's ``sample_steps`` and
+        ``guidance_scale``. EMA weights, deterministic for a ``seed``; images are resized to the model's size.
+        Returns uint8 (n, S, S)."""
+        c = self.config
+        src = resize_uint8(np.asarray(images, dtype=np.uint8), c.size)
+        n = len(src)
+        strengths = np.broadcast_to(np.asarray(strength, dtype=float), (n,))
+        top = torch.as_tensor([self.start_timestep(float(s)) for s in strengths], dtype=torch.long,
+                              device=self.device)
+        lab = self._labels(n, labels)
+        k = c.sample_steps if steps is None else int(steps)
+        if not 1 <= k <= c.train_timesteps:
+            raise CxraugError(f"edit steps must be in [1, {c.train_timesteps}], got {k}")
+        scale = c.guidance_scale if guidance is None else float(guidance)
+        sched = self.schedulers["train"]
+
+        def run(rows: slice, rng: torch.Generator) -> torch.Tensor:
+            x0 = to_unit(src[rows]).to(self.device)
+            noise = torch.randn(x0.shape, generator=rng, device=self.device)
+            t = top[rows]
+            noised = sched.add_noise(x0, noise, t.clamp(min=0))
+            pure = (t == c.train_timesteps - 1).reshape(-1, 1, 1, 1)  # s = 1: the free sampler's pure noise
+            clean = (t < 0).reshape(-1, 1, 1, 1)
+            x = torch.where(pure, noise, torch.where(clean, x0, noised))
+            return self._denoise(x, t, lab[rows], k, scale, rng)
+
+        return self.batched(n, run, seed)

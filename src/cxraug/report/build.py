@@ -164,7 +164,20 @@ def generator_sections(sd: StudyDir) -> list[dict[str, Any]]:
         out.append({"name": name, "unit": key, "draw": row.get("draw", ""), "gen_seed": row.get("gen_seed", ""),
                     "samples": samples, "real_missing": real is None, "curves": curves,
                     "checkpoints": figures.checkpoint_figure(ckpt, f"{name}: KID / FID of kept checkpoints")
-                    if ckpt else None, "gallery": gallery, "curation": curation_blocks(sd, key)})
+                    if ckpt else None, "gallery": gallery, "curation": curation_blocks(sd, key),
+                    "edits": edit_blocks(sd, key)})
+    return out
+
+
+def _strips(sd: StudyDir, arrays: dict[str, np.ndarray], key: str, cls: str,
+            kinds: tuple[str, ...]) -> list[str | None]:
+    """A strip of class ``cls``'s first images of each pool array group ``<key>__<kind>`` (None where empty)."""
+    ci = sd.classes.index(cls) if cls in sd.classes else -1
+    out = []
+    for kind in kinds:
+        images, labels = arrays.get(f"{key}__{kind}images"), arrays.get(f"{key}__{kind}labels")
+        shown = images[labels == ci][:SAMPLES_PER_CLASS] if images is not None else np.zeros((0,))
+        out.append(figures.strip_uri(shown) if len(shown) else None)
     return out
 
 
@@ -179,19 +192,38 @@ def curation_blocks(sd: StudyDir, key: str) -> list[dict[str, Any]]:
                          "fraction": _f(float(rec["kept_fraction"])), "short": rec["short"],
                          "rejected": ", ".join(f"{k.removeprefix('rejected_')} {v}" for k, v in rec.items()
                                                if k.startswith("rejected_"))})
-            ci = sd.classes.index(cls) if cls in sd.classes else -1
-            pick = {}
-            for kind in ("", "rejected_"):
-                images, labels = arrays.get(f"{fkey}__{kind}images"), arrays.get(f"{fkey}__{kind}labels")
-                shown = images[labels == ci][:SAMPLES_PER_CLASS] if images is not None else np.zeros((0,))
-                pick[kind or "kept"] = figures.strip_uri(shown) if len(shown) else None
-            strips.append({"cls": cls, "kept": pick["kept"], "rejected": pick["rejected_"]})
+            kept, rejected = _strips(sd, arrays, fkey, cls, ("", "rejected_"))
+            strips.append({"cls": cls, "kept": kept, "rejected": rejected})
         f = cur["filter"]
         what = ", ".join(x for x in (f"confidence >= {f['confidence']}" if f["confidence"] is not None else "",
                                      f"realism k={f['realism']}" if f["realism"] is not None else "",
                                      "diversity" if f["diversity"] else "") if x)
         out.append({"key": fkey, "what": what, "judge": _f(float(cur["judge"]["val_accuracy"])),
                     "rows": rows, "strips": strips})
+    return out
+
+
+def edit_blocks(sd: StudyDir, key: str) -> list[dict[str, Any]]:
+    """Per edit policy of a generator unit: per class sources, edits, strengths, the distance to the source apart
+    from the distance to the other training images, near-copies of other images, and source -> edit pairs."""
+    arrays = sd.pool_arrays(key)
+    out = []
+    for ekey, rec in sd.unit_result(key).get("edits", {}).items():
+        p, audit_rec = rec["policy"], rec.get("audit") or {}
+        rows, pairs = [], []
+        for cls, c in rec["classes"].items():
+            s = c["strengths"]
+            rows.append({"cls": cls, "from": ", ".join(c["source_classes"]), "sources": c["sources"],
+                         "edits": c["edits"], "strength": f"{min(s):.2f}-{max(s):.2f}" if s else "",
+                         "source_distance": _f(float(c.get("source_distance", math.nan))),
+                         "other_distance": _f(float(c.get("other_distance", math.nan))),
+                         "flagged": c.get("flagged", "")})
+            source, edit = _strips(sd, arrays, ekey, cls, ("source_", ""))
+            pairs.append({"cls": cls, "source": source, "edit": edit})
+        what = (f"{p['per_image']} per image, strength {p['strength']}"
+                + (f", towards {p['target']}" if p.get("target") else ""))
+        out.append({"key": ekey, "what": what, "rows": rows, "pairs": pairs,
+                    "dropped": audit_rec.get("dropped", 0), "audited": bool(audit_rec)})
     return out
 
 

@@ -29,6 +29,11 @@ def _covered_policy(arm: ArmSpec, proto: Protocol, classes: list[str]) -> Synthe
     curation filter (which only applies to generated images)."""
     assert arm.policy is not None
     policy = arm.policy if arm.policy.filter is None else arm.policy.model_copy(update={"filter": None})
+    if policy.mode == "edit":  # per_image repeats of each edited real image (a target arm: the same total count)
+        assert arm.generator is not None
+        gen = proto.generators[arm.generator]
+        sources = [c for c in (policy.classes or gen.classes or classes) if c != policy.target]
+        return SyntheticPolicy(mode="ratio", ratio=float(policy.per_image or 1), classes=sources)
     if policy.classes is not None or not arm.generator:
         return policy
     gen = proto.generators[arm.generator]

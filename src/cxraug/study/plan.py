@@ -171,11 +171,14 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                     continue
                 need: dict[str, int] = {}
                 for arm in users:
+                    if arm.policy is not None and arm.policy.mode == "edit":
+                        continue  # an edit arm takes its own pool (``edits``), not free samples
                     for c, n in _arm_extra(arm, counts, gspec.classes).items():
                         need[c] = max(need.get(c, 0), n)
                 pool = {c: n for c, n in need.items() if n > 0}
                 filters = {a.policy.filter.key: a.policy.filter for a in users
                            if a.policy is not None and a.policy.filter is not None}
+                edits = {a.policy.key: a.policy for a in users if a.policy is not None and a.policy.mode == "edit"}
                 for gseed in range(rep.generator_seeds):
                     cfg = dict(gspec.config)
                     cfg["seed"] = int(cfg.get("seed", 0)) + gseed
@@ -184,7 +187,7 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                         regime=_regime_spec(regime), draw=draw, model=gspec.model, config=cfg,
                         train_classes=canonical_classes(gspec.classes, data.classes), checkpoint=gspec.checkpoint,
                         pool=pool, drop_near_copies=gspec.drop_near_copies,
-                        curations=[filters[k] for k in sorted(filters)],
+                        curations=[filters[k] for k in sorted(filters)], edits=[edits[k] for k in sorted(edits)],
                         source=canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
                         metrics=metrics)
                     n_train = sum(counts[c] for c in (spec.train_classes or counts))

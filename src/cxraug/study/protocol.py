@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cxraug.augment import POLICIES
+from cxraug.augment.edits import can_edit
 from cxraug.augment.synthetic import SyntheticPolicy
 from cxraug.classifiers import CLASSIFIERS, ClassifierConfig
 from cxraug.data.preprocess import PreprocessConfig
@@ -310,6 +311,12 @@ def validate_protocol(raw: dict[str, Any]) -> Protocol:
                                f"known: {', '.join(EXTRACTORS.names())}")
 
     for i, arm in enumerate(proto.arms):
+        if arm.policy is not None and arm.policy.mode == "edit":
+            model = GENERATORS.get(proto.generators[arm.generator].model) if arm.generator else None
+            if model is None or not can_edit(model):
+                raise _ProtocolProblem(f"arms[{i}].policy.mode: edit needs a conditional diffusion model (ddpm) "
+                                       f"that edits real images; arm {arm.name!r} uses "
+                                       f"{model.name if model else 'no generator'}")
         if arm.classical and arm.classical not in POLICIES:
             raise _ProtocolProblem(f"arms[{i}].classical: unknown classical policy {arm.classical!r}; "
                                    f"known: {', '.join(POLICIES.names())}")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from cxraug.augment.synthetic import CurationFilter
+from cxraug.augment.synthetic import CurationFilter, SyntheticPolicy
 from cxraug.study.protocol import ArmSpec, SplitSpec
 
 #: (path in the dump, default): fields added later, dropped from a key while at their default
@@ -27,6 +27,12 @@ ADDED_LATER: tuple[tuple[tuple[str, ...], Any], ...] = (
     (("arm", "synthetic_label_smoothing"), 0.0),
     (("arm", "schedule"), "mixed"),
     (("arm", "finetune_fraction"), 0.5),
+    (("edits",), []),
+    (("arm", "policy", "per_image"), None),
+    (("arm", "policy", "strength"), None),
+    (("arm", "policy", "steps"), None),
+    (("arm", "policy", "guidance"), None),
+    (("arm", "policy", "target"), None),
 )
 
 
@@ -114,6 +120,7 @@ class GeneratorUnitSpec(_UnitSpec):
     source: str | None
     metrics: UnitMetrics
     curations: list[CurationFilter] = []  # the distinct filters of the arms using this unit (a curated pool each)
+    edits: list[SyntheticPolicy] = []  # the distinct mode-edit policies of its arms (an edit pool each)
 
     @property
     def seed(self) -> int:

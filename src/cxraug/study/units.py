@@ -28,6 +28,7 @@ from cxraug.metrics.encoder import EncoderConfig
 from cxraug.metrics.memorisation import audit, drop_near_copies
 from cxraug.metrics.quality import image_metrics, safe_name
 from cxraug.metrics.scorer import make_scorer
+from cxraug.study.edited import edit_pools, whole_pool_counts
 from cxraug.study.specs import ClassifierUnitSpec, GeneratorUnitSpec
 
 #: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
@@ -139,6 +140,10 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
         curated, curation = curate_pools(spec, models, train, val, extractor if spec.drop_near_copies else None,
                                          cache_dir)
         arrays.update(curated)
+    edits: dict[str, Any] = {}
+    if spec.edits:
+        edited, edits = edit_pools(spec, models, train, val, extractor, pool_to_arrays)
+        arrays.update(edited)
     metrics: dict[str, Any] = {}
     by_step: list[dict[str, Any]] = []
     ms = spec.metrics
@@ -148,7 +153,7 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
         by_step = _scheduled_checkpoints(spec, work, train, val, extractor, dev)
     _model_cards(spec, work, records, metrics, str(train.meta.get("data", "")))
     return {"pool": arrays, "image_metrics": metrics, "by_step": by_step, "fit": records,
-            "near_copy_gate": gate_record, "curation": curation, "wall_s": time.time() - t0}
+            "near_copy_gate": gate_record, "curation": curation, "edits": edits, "wall_s": time.time() - t0}
 
 
 #: rejected candidates kept per class and filter for the report's kept-vs-rejected grid
@@ -220,9 +225,9 @@ def _labelled(images: np.ndarray, label: int, train: ImageSet, prefix: str) -> I
 
 
 def curated_pool(arrays: dict[str, np.ndarray], key: str, classes: list[str], meta: dict[str, Any],
-                 rejected: bool = False) -> ImageSet:
-    """The curated (or the shown rejected) images of filter ``key`` from a generator unit's pool arrays."""
-    kind = "rejected_" if rejected else ""
+                 kind: str = "") -> ImageSet:
+    """The curated images of filter ``key`` (``kind="rejected_"``: the shown rejected ones), or the edits of edit
+    policy ``key`` (``kind="source_"``: the sources of the shown edits), from a generator unit's pool arrays."""
     return pool_from_arrays({k: arrays[f"{key}__{kind}{k}"] for k in ("images", "labels", "paths")}, classes, meta)
 
 
@@ -320,6 +325,8 @@ def build_training_set(spec: ClassifierUnitSpec, train: ImageSet, pool: ImageSet
     counts = train.counts()
     if arm.generator:
         assert pool is not None and arm.policy is not None
+        if arm.policy.mode == "edit":
+            return train.concat(take_from_pool(pool, whole_pool_counts(pool), train.size))
         covered = sorted(covered or {pool.classes[i] for i in np.unique(pool.labels)})
         return train.concat(take_from_pool(pool, policy_counts(arm.policy, counts, covered), train.size,
                                            allow_short=arm.policy.filter is not None))
@@ -345,7 +352,9 @@ def run_classifier_unit(spec: ClassifierUnitSpec, train: ImageSet, val: ImageSet
     if upstream is not None:
         pool = pool_from_arrays(upstream["pool"], train.classes, train.meta)
         flt = spec.arm.policy.filter if spec.arm.policy is not None else None
-        if flt is not None:
+        if spec.arm.policy is not None and spec.arm.policy.mode == "edit":
+            pool = curated_pool(upstream["pool"], spec.arm.policy.key, train.classes, train.meta)
+        elif flt is not None:
             covered = sorted({pool.classes[i] for i in np.unique(pool.labels)})
             pool = curated_pool(upstream["pool"], flt.key, train.classes, train.meta)
             curation = upstream["curation"][flt.key]
