@@ -4,8 +4,8 @@ trained on other real phantoms) asked to recognise the kept vs the unfiltered sa
 
 Measured (CPU, 2 classes at 32 px, 100 real training images each, DCGAN 200 steps per class, filter confidence
 0.8 + realism k=5, max_draw 5; 397 s under load): the independent judge recognises Normal samples 0.15 unfiltered
-vs 0.55 kept (400 drawn, 25 % kept), COVID 1.00 vs 1.00 (200 drawn, 50 % kept); mean 0.575 -> 0.775. Asserted:
-the mean rises by >= 0.1 and no class gets worse.
+vs 0.55 kept (400 drawn, 25 % kept), COVID 1.00 vs 1.00 (200 drawn, 50 % kept). The test trains the Normal DCGAN
+only (the class with room to improve; the judges still know both classes) and asserts a gain >= 0.1.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def test_curated_samples_of_a_weak_generator_are_recognised_more_often(tmp_path)
     judge = Judge.train(train, EncoderConfig(size=32, epochs=15, batch_size=32), tmp_path / "judge")
     flt = CurationFilter(confidence=0.8, realism=5, max_draw=5)
     out = {"steps": STEPS, "filter": flt.model_dump(), "classes": {}}
-    for li, name in enumerate(CLASSES):
+    for li, name in [(0, "Normal")]:  # the class a weak DCGAN gets wrong (COVID samples were recognised 1.00 unfiltered)
         gen = GENERATORS.get("dcgan")({"size": 32, "batch_size": 64, "g_channels": 32, "d_channels": 32,
                                        "steps": STEPS, "sample_every": STEPS, "checkpoint_every": STEPS,
                                        "seed": li}, classes=[name])
