@@ -15,7 +15,8 @@ from cxraug.study.runner import run_study
 
 def test_two_workers_give_the_results_of_one(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    proto = load_protocol(write_protocol(tmp_path / "p.yaml", tiny_protocol(cache)))
+    raw = tiny_protocol(cache, training={"add_baselines": False})  # 1 generator + 4 classifier units
+    proto = load_protocol(write_protocol(tmp_path / "p.yaml", raw))
     run_study(proto, tmp_path / "one", workers=1)
     run_study(proto, tmp_path / "two", workers=2)
     one, two = results_without_timing(tmp_path / "one"), results_without_timing(tmp_path / "two")
