@@ -28,14 +28,18 @@ def _write_fakes(folder, images: np.ndarray, labels: list[str]) -> None:
         w.writerows(rows)
 
 
+def _evaluate_args(tmp_path, data, out, *options: str) -> list[str]:
+    """``evaluate-images`` of the fakes in ``tmp_path/fake`` against ``data`` (encoder cached in ``tmp_path/enc``)."""
+    return ["evaluate-images", "--real", str(data), "--fake", str(tmp_path / "fake"), *options,
+            "--encoder-dir", str(tmp_path / "enc"), "--out", str(out)]
+
+
 def test_evaluate_images_cli_writes_and_prints_a_report(tmp_path) -> None:
     data = write_phantom_dataset(tmp_path / "data", 14, size=32, classes=["COVID", "Normal"])
     fakes = phantoms(8, 32, seed=3, classes=["COVID", "Normal"])
     _write_fakes(tmp_path / "fake", fakes.images, [fakes.classes[c] for c in fakes.labels])
     out = tmp_path / "report.json"
-    args = ["evaluate-images", "--real", str(data), "--fake", str(tmp_path / "fake"), "--per-class", "--audit",
-            "--encoder-epochs", "1", "--encoder-dir", str(tmp_path / "enc"), "--bootstrap", "5",
-            "--out", str(out)]
+    args = _evaluate_args(tmp_path, data, out, "--per-class", "--audit", "--encoder-epochs", "1", "--bootstrap", "5")
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
@@ -93,9 +97,8 @@ def test_evaluate_images_filter_writes_the_kept_list(tmp_path) -> None:
     labels = [good.classes[c] for c in good.labels] + ["COVID"] * 6
     _write_fakes(tmp_path / "fake", images, labels)
     out = tmp_path / "report.json"
-    args = ["evaluate-images", "--real", str(data), "--fake", str(tmp_path / "fake"), "--bootstrap", "0",
-            "--encoder-epochs", "6", "--encoder-dir", str(tmp_path / "enc"), "--filter", "confidence=0.01,realism=5",
-            "--out", str(out)]
+    args = _evaluate_args(tmp_path, data, out, "--bootstrap", "0", "--encoder-epochs", "6",
+                          "--filter", "confidence=0.01,realism=5")
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     with open(tmp_path / "report_kept.csv", newline="") as f:
@@ -107,5 +110,5 @@ def test_evaluate_images_filter_writes_the_kept_list(tmp_path) -> None:
     index = {r["path"].rsplit("fake_", 1)[1].split(".")[0]: r for r in rows}
     assert sum(index[str(k)]["kept"] == "True" for k in range(12, 18)) <= 2  # noise: outside the real k-NN balls
     assert sum(index[str(k)]["kept"] == "True" for k in range(12)) >= 8  # real-like phantoms: inside
-    bad = CliRunner().invoke(app, args[:-4] + ["--filter", "confidence=2"])
+    bad = CliRunner().invoke(app, _evaluate_args(tmp_path, data, out, "--filter", "confidence=2"))
     assert isinstance(bad.exception, CxraugError) and "--filter 'confidence=2': confidence" in str(bad.exception)

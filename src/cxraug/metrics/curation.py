@@ -149,18 +149,15 @@ class _Stream:
     def __len__(self) -> int:
         return sum(len(x) for x in self.images)
 
-    def tests(self, f: CurationFilter, label: int, real_features: np.ndarray) -> dict[str, np.ndarray]:
-        """Per test, a bool array over every candidate so far: does it pass."""
-        out = {"near_copy": ~np.concatenate(self.near_copy)}
+    def tests(self, f: CurationFilter, label: int, real_features: np.ndarray, first: int = 0) -> dict[str, np.ndarray]:
+        """Per test, a bool array over the candidates of chunks ``first`` onwards: does each pass. A test looks at
+        one candidate at a time, so chunks can be tested as they arrive."""
+        out = {"near_copy": ~np.concatenate(self.near_copy[first:])}
         if f.confidence is not None:
-            out["confidence"] = confidence_pass(np.concatenate(self.proba), label, f.confidence)
+            out["confidence"] = confidence_pass(np.concatenate(self.proba[first:]), label, f.confidence)
         if f.realism is not None:
-            out["realism"] = realism_pass(real_features, np.concatenate(self.features), f.realism)
+            out["realism"] = realism_pass(real_features, np.concatenate(self.features[first:]), f.realism)
         return out
-
-
-def _passing(stream: _Stream, f: CurationFilter, label: int, real: np.ndarray) -> np.ndarray:
-    return np.logical_and.reduce(list(stream.tests(f, label, real).values()))
 
 
 def _wanted(f: CurationFilter, need: int) -> int:
@@ -179,6 +176,7 @@ def curate_class(draw: Callable[[int, int], np.ndarray], need: int, label: int, 
     chunk = max(need, MIN_CHUNK)
     stream = _Stream()
     prefix: dict[int, int] = {}
+    tested: list[dict[str, list[np.ndarray]]] = [{} for _ in filters]  # per filter and test, one array per chunk
     rnd = 0
     while len(prefix) < len(filters):
         stream.add(draw(rnd, chunk), judge, near_copy)
@@ -186,15 +184,17 @@ def curate_class(draw: Callable[[int, int], np.ndarray], need: int, label: int, 
         for i, f in enumerate(filters):
             if i in prefix:
                 continue
-            if _passing(stream, f, label, real_features).sum() >= _wanted(f, need) or \
-                    len(stream) >= f.max_draw * need:
+            for k, v in stream.tests(f, label, real_features, first=rnd - 1).items():
+                tested[i].setdefault(k, []).append(v)
+            passed = np.logical_and.reduce([np.concatenate(v) for v in tested[i].values()]).sum()
+            if passed >= _wanted(f, need) or len(stream) >= f.max_draw * need:
                 prefix[i] = len(stream)
     images = np.concatenate(stream.images)
     feats = np.concatenate(stream.features)
     results = []
     for i, f in enumerate(filters):
         n = prefix[i]
-        tests = {k: v[:n] for k, v in stream.tests(f, label, real_features).items()}
+        tests = {k: np.concatenate(v) for k, v in tested[i].items()}
         passing = np.flatnonzero(np.logical_and.reduce(list(tests.values())))
         if f.diversity and len(passing) > need:
             kept = passing[select_diverse(real_features, feats[passing], need, f.realism or 5)]

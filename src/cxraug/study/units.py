@@ -184,7 +184,7 @@ def curate_pools(spec: GeneratorUnitSpec, models: Any, train: ImageSet, val: Ima
         groups.setdefault(_judge_config(spec, f).model_dump_json(), []).append(f)
     arrays: dict[str, np.ndarray] = {}
     record: dict[str, Any] = {}
-    real = train.subset(np.flatnonzero(~train.synthetic))
+    real = train.subset(np.flatnonzero(~train.synthetic))  # the real images: the judge's and the realism test's
     for config, filters in groups.items():
         judge = Judge.train(real, EncoderConfig.model_validate_json(config), cache_dir)
         about = {"hash": judge.record["hash"], "trained_now": bool(judge.record.get("trained")),
