@@ -4,8 +4,9 @@ Three phantom classes at 32 px (severity 1: visible lesions), 200 real training 
 is trained for a few CPU minutes; its samples must be recognised as their class by a judge CNN trained on real
 phantoms (well above the 1/3 chance level), reach a PRDC coverage (judge features, against the real training
 images) that a mean-image generator does not reach, and almost never be flagged as near-copies by the
-memorisation audit. One test per class (they run in parallel under ``make test``); sample grids and the
-numbers are left in each test's ``tmp_path`` (``learning.json``, ``samples/``).
+memorisation audit. The suite trains the Normal DCGAN only: the three classes run the same code, and Normal was the
+slowest to reach the coverage floor (0.13 at 600 steps, 0.455 at 1200); ``CXRAUG_ALL_CLASSES=1`` runs all three. Sample
+grids and the numbers are left in the test's ``tmp_path`` (``learning.json``, ``samples/``).
 
 Measured (CPU, one thread, 1800 steps per class, ~300 CPU-s each): recognised 0.895 / 0.985 / 0.95 (Normal / COVID /
 Viral Pneumonia), coverage 0.715 / 0.825 / 0.70 against a real-vs-real coverage of 0.965 / 0.975 / 0.95, 0 %
@@ -16,6 +17,7 @@ flagged. At 600 steps coverage was only 0.13 / 0.35 / 0.155 and at 1200 steps No
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from generator_eval import coverage, phantom_set, recognition, train_judge
 
 CLASSES = ["Normal", "COVID", "Viral Pneumonia"]
 STEPS = 1800
+TRAINED = CLASSES if os.environ.get("CXRAUG_ALL_CLASSES") == "1" else CLASSES[:1]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def phantoms() -> tuple:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("i,name", list(enumerate(CLASSES)))
+@pytest.mark.parametrize("i,name", list(enumerate(TRAINED)))
 def test_per_class_dcgan_learns_its_phantom_class(phantoms, i: int, name: str, tmp_path) -> None:
     train, held, judge = phantoms
     real = train.of_class(name)
