@@ -78,7 +78,8 @@ Output directory (``OUT``; every file written atomically):
   ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor,
   command, ``wall_s``, ``stamp`` (:func:`cxraug.stamp.run_stamp`), ``failures`` (one line per arm that lost
   repeats and per failed generator unit, saying why), ``integrity`` (``quarantined``: damaged files moved aside
-  by this run, ``partial_files_removed``, ``stale_lock_taken_over``).
+  by this run, ``partial_files_removed``, ``stale_lock_taken_over``), ``cost`` (:mod:`cxraug.study.cost`: ``estimate_s`` of what
+  was left vs ``actual_s`` of the run, ``workers``, ``threads``, and per unit ``estimate_s`` / ``actual_s``).
 * ``protocol.yaml``, ``plan.json`` (units, keys, dependencies), ``skipped.csv``, ``real_samples.npz``,
   ``report.html`` (:func:`cxraug.report.build_report`), ``.lock`` while a study runs, ``quarantine/`` (damaged
   files, under their own relative paths).

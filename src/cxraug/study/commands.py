@@ -18,7 +18,7 @@ def study(
                                             help="external test set replacing the internal test split"),
     out: Optional[Path] = typer.Option(None, "--out", help="output directory (default: protocol output or "
                                                            "runs/<name>)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (units, reuse, rough cost) and exit"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan (units, reuse, estimated wall time from step times measured on this machine) and exit"),
     executor: Literal["local", "ray"] = typer.Option("local", "--executor", help="local (in-process) or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="local executor: units run at once, "

@@ -20,6 +20,7 @@ from cxraug.report import build_report, save_real_samples
 from cxraug.stamp import run_stamp, versions
 from cxraug.study import stats
 from cxraug.study.baselines import pairings
+from cxraug.study.cost import Estimate
 from cxraug.study.data import StudyData, audit_warnings, sizes_needed
 from cxraug.study.curated import add_curation, curation_columns, curation_rows, curation_warnings
 from cxraug.study.plan import Plan, Unit
@@ -203,7 +204,7 @@ def _subgroup_rows(plan: Plan, store: UnitStore, data: StudyData, proto: Protoco
 
 def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData, out: Path, wall_s: float,
                   executor: str, added: list[str] | None = None, integrity: dict[str, Any] | None = None,
-                  tracking: StudyTracking | None = None) -> None:
+                  tracking: StudyTracking | None = None, estimate: Estimate | None = None) -> None:
     """results.csv, generators.csv, generator_classes.csv, summary.csv, comparisons.csv, subgroups.csv, tables/,
     study.json (and the study's tracker runs: units not logged yet, then the study run with the outputs). Failed
     units are listed (``status``, ``lost_repeats``, ``failures``) and left out of every statistic."""
@@ -265,6 +266,9 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
             "stamp": run_stamp(resolve_device(proto.execution.device), data.fingerprint),
             "units": len(plan.units), "warnings": audit_warnings(data.splits[data_size], proto.metrics.subgroups),
             "fairness": fairness, "failures": failures, "integrity": dict(integrity or {}), **data.describe()}
+    if estimate is not None:
+        meta["cost"] = estimate.record({u.key: float(store.load(u.key).get("wall_s", 0.0)) for u in plan.units},
+                                       wall_s)
     io.write_json(out / "study.json", meta)
     print_summary(proto, summary, comparisons)
     console.print(fairness["budget"])

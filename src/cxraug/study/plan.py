@@ -16,7 +16,6 @@ the generator unit it consumes. Change any of them and the unit is recomputed; n
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,11 +30,6 @@ from cxraug.study.specs import (ClassifierUnitSpec, GeneratorUnitSpec, StepBudge
                                 UnitRegime, UnitTraining, content_key)
 
 __all__ = ["DataInfo", "Plan", "Unit", "build_plan", "classifier_budget", "content_key", "describe"]
-
-#: rough CPU seconds per image-pass at 64 px (one forward + backward), used only by the dry-run cost estimate
-_GEN_S_PER_IMAGE = 4e-3
-_CLF_S_PER_IMAGE = 2e-3
-
 
 @dataclass(frozen=True)
 class DataInfo:
@@ -69,7 +63,7 @@ class Unit:
     fields: dict[str, Any]
     spec: GeneratorUnitSpec | ClassifierUnitSpec
     needs: str | None = None  # key of the generator unit whose pool this unit consumes
-    cost_s: float = 0.0
+    cost_s: float = 0.0  # estimated seconds (cxraug.study.cost), set by the driver
 
     @property
     def label(self) -> str:
@@ -190,11 +184,10 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                         curations=[filters[k] for k in sorted(filters)], edits=[edits[k] for k in sorted(edits)],
                         source=canonical_classes([gspec.source], data.classes)[0] if gspec.source else None,
                         metrics=metrics)
-                    n_train = sum(counts[c] for c in (spec.train_classes or counts))
                     unit = Unit(key=spec.key, kind="generator",
                                 fields={"generator": name, "model": gspec.model, "regime": regime.name,
                                         "draw": draw, "gen_seed": gseed},
-                                spec=spec, cost_s=_generator_cost(cfg, n_train, len(gspec.classes or counts)))
+                                spec=spec)
                     gen_units[(name, regime.name, draw, gseed)] = unit
                     plan.units.append(unit)
             for clf in proto.classifiers:
@@ -215,26 +208,12 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                                 key=spec.key, kind="classifier",
                                 fields={"arm": arm.name, "role": arm.role, "regime": regime.name,
                                         "classifier": clf.name, "draw": draw, "gen_seed": gseed, "clf_seed": cseed},
-                                spec=spec, needs=gunit.key if gunit else None,
-                                cost_s=_classifier_cost(budget, clf, clf.size or data.size)))
+                                spec=spec, needs=gunit.key if gunit else None))
     return plan
 
 
-def _generator_cost(cfg: dict[str, Any], n_train: int, n_models: int) -> float:
-    batch = int(cfg.get("batch_size", 64))
-    steps = math.ceil(cfg["epochs"] * n_train / batch) if cfg.get("epochs") else int(cfg.get("steps", 2000))
-    size = int(cfg.get("size", 64))
-    return steps * batch * (size / 64) ** 2 * _GEN_S_PER_IMAGE * (n_models if n_models else 1)
-
-
-def _classifier_cost(budget: StepBudget, clf: ClassifierSpec, size: int) -> float:
-    """Seconds for the whole budget (early stopping usually ends sooner)."""
-    batch = int(clf.config.get("batch_size", 32))
-    return budget.max_steps * batch * (size / 64) ** 2 * _CLF_S_PER_IMAGE
-
-
 def describe(plan: Plan, done: set[str]) -> list[str]:
-    """Human-readable plan lines: counts, reuse, rough cost of what is left."""
+    """Human-readable plan lines: counts and reuse (the cost of what is left: :mod:`cxraug.study.cost`)."""
     gens, clfs = plan.of_kind("generator"), plan.of_kind("classifier")
     left = [u for u in plan.units if u.key not in done]
     lines = [f"{len(plan.units)} units: {len(gens)} generator, {len(clfs)} classifier; "
@@ -245,7 +224,4 @@ def describe(plan: Plan, done: set[str]) -> list[str]:
         state = "done" if g.key in done else "to run"
         lines.append(f"  {g.label} [{g.key}] ({state}) -> reused by {len(users)} classifier units "
                      f"(arms {', '.join(arms)}; pool {g.spec.pool})")
-    cost = sum(u.cost_s for u in left)
-    lines.append(f"rough cost of what is left: {cost / 60:.1f} CPU-minutes at 1 thread per unit "
-                 f"(order of magnitude only)")
     return lines

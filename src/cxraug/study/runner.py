@@ -21,8 +21,9 @@ from cxraug.generators import GENERATORS
 from cxraug.metrics.encoder import EncoderConfig
 from cxraug.metrics.features import get_extractor
 from cxraug.study.baselines import complete_arms
+from cxraug.study.cost import estimate_plan
 from cxraug.study.data import StudyData, load_study_data, sizes_needed
-from cxraug.study.executors import LocalExecutor, RayExecutor, Task
+from cxraug.study.executors import LocalExecutor, RayExecutor, Task, default_workers
 from cxraug.study.lock import OutputLock
 from cxraug.study.outputs import track_unit, write_outputs
 from cxraug.study.plan import DataInfo, Plan, build_plan, describe
@@ -128,6 +129,9 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
     done = {u.key for u in plan.units if store.done(u.key)}
     for line in describe(plan, done):
         console.print(line)
+    estimate = estimate_plan(plan, proto, data, data_size, done,
+                             workers if executor == "local" else default_workers(proto.execution.threads))
+    console.print(estimate.line())
     stray = store.finished_keys() - {u.key for u in plan.units}
     if stray:
         console.print(f"[yellow]note[/]: {len(stray)} finished unit(s) in {store.root} are not in this plan and are "
@@ -160,4 +164,4 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
     if tasks:
         _executor(executor, address, proto, workers).run(tasks, upstream, on_result)
     write_outputs(proto, plan, store, data, out, wall_s=time.time() - t0, executor=executor, added=added,
-                  integrity=integrity, tracking=tracking)
+                  integrity=integrity, tracking=tracking, estimate=estimate)
