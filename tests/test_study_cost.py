@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from study_tiny import tiny_protocol, write_protocol
 
@@ -111,3 +112,35 @@ def test_study_json_records_estimate_and_actual(tmp_path: Path, capsys) -> None:
                                                                                .read_text())}
     assert all(u["estimate_s"] > 0 and u["actual_s"] > 0 for u in cost["units"])
     assert (tmp_path / "cache" / "step_times.json").is_file()  # measured once, next to the study's caches
+
+
+def test_big_batches_are_timed_at_64_and_scaled(monkeypatch: pytest.MonkeyPatch, tiny) -> None:  # noqa: ANN001
+    from cxraug.classifiers.config import ClassifierConfig
+    from cxraug.study import cost
+
+    proto, data, plan = tiny
+    seen: list[int] = []
+    monkeypatch.setattr(cost, "_median_seconds", lambda fn, repeats: (fn(), 1.0)[1])
+    monkeypatch.setattr(cost, "_random_images", lambda n, size, classes: seen.append(n) or
+                        cost.ImageSet(np.zeros((n, size, size), np.uint8), np.arange(n) % len(classes), classes))
+    clf = next(u for u in plan.of_kind("classifier"))
+    t = StepTimer(None, threads=1).classifier(ClassifierConfig(**{**clf.spec.classifier, "batch_size": 256}), 2, 32)
+    assert seen == [64] and t == ModelTimes(step_s=4.0, image_s=1 / 64)  # 256 / 64 steps' worth of one step
+
+
+def test_a_model_that_cannot_be_timed_gives_no_estimate_not_a_crash(monkeypatch: pytest.MonkeyPatch,
+                                                                    tiny) -> None:  # noqa: ANN001
+    from cxraug.study import cost
+
+    with pytest.raises(cost.TimingFailed, match="timing generator dcgan failed: division by zero"):
+        StepTimer(None, threads=1)._get({"kind": "generator", "model": "dcgan"}, lambda: 1 / 0)
+    proto, data, plan = tiny
+
+    def refuse(self, *args):  # noqa: ANN001, ANN002, ANN202
+        raise cost.TimingFailed("timing classifier custom-cnn failed: out of memory")
+
+    monkeypatch.setattr(cost.StepTimer, "classifier", refuse)
+    est = cost.estimate_plan(plan, proto, data, 32, set(), workers=2)
+    assert est.line() == "no wall-time estimate: timing classifier custom-cnn failed: out of memory"
+    assert est.record({}, 5.0) == {"estimate_s": None, "actual_s": 5.0,
+                                   "failed": "timing classifier custom-cnn failed: out of memory"}

@@ -46,6 +46,7 @@ from cxraug.data.imageset import ImageSet, to_unit
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import GeneratorKind
 from cxraug.device import resolve_device
+from cxraug.errors import CxraugError
 from cxraug.metrics.encoder import EncoderConfig, default_cache_dir, encoder_hash
 from cxraug.study.data import StudyData
 from cxraug.study.plan import Plan, Unit
@@ -93,10 +94,20 @@ def machine_id() -> str:
     return f"{cpu} x{os.cpu_count()} | {gpu}"
 
 
+#: the largest batch timed; a bigger configured batch is timed at this size and scaled linearly
+MAX_TIMED_BATCH = 64
+#: timed calls stop once they add up to this many seconds (a slow model is timed once after its warm-up)
+TIMING_BUDGET_S = 2.0
+
+
+class TimingFailed(CxraugError):
+    """A model could not be timed (its settings fail at the first step); the study itself will say why."""
+
+
 def _median_seconds(fn: Any, repeats: int) -> float:
     fn()  # warm-up: first calls allocate and pick kernels
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats and sum(times) < TIMING_BUDGET_S:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
@@ -140,6 +151,9 @@ class StepTimer:
             state = torch.random.get_rng_state()
             try:
                 step_s, image_s = measure()
+            except Exception as exc:  # noqa: BLE001 - any failure of a settings' first step; the run reports it
+                first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+                raise TimingFailed(f"timing {what['kind']} {what['model']} failed: {first}") from exc
             finally:
                 torch.random.set_rng_state(state)
                 torch.set_num_threads(old)
@@ -158,12 +172,13 @@ class StepTimer:
         what = {"kind": "generator", "model": model, "config": cfg.model_dump(mode="json"), "classes": names}
 
         def measure() -> tuple[float, float]:
-            gen = cls(cfg, classes=names, device=self.device)
-            data = _random_images(max(2 * cfg.batch_size * len(names), 8), cfg.size, names)
+            batch = min(cfg.batch_size, MAX_TIMED_BATCH)
+            gen = cls(cfg.model_copy(update={"batch_size": batch}), classes=names, device=self.device)
+            data = _random_images(max(2 * batch * len(names), 8), cfg.size, names)
             step = _median_seconds(lambda: gen.train_step(gen.next_batch(data)), self.repeats)
-            n = 4
+            n = 2
             image = _median_seconds(lambda: gen.eval_samples(n, data), self.repeats) / n
-            return step, image
+            return step * cfg.batch_size / batch, image
 
         return self._get(what, measure)
 
@@ -177,7 +192,8 @@ class StepTimer:
             net = build_from_config(cfg, num_classes, size, load_weights=False).to(self.device)
             policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude) if cfg.augment else None
             opt = make_optimizer(cfg, [p for p in net.parameters() if p.requires_grad], cfg.lr)
-            data = _random_images(cfg.batch_size, size, [str(i) for i in range(num_classes)])
+            batch = min(cfg.batch_size, MAX_TIMED_BATCH)
+            data = _random_images(batch, size, [str(i) for i in range(num_classes)])
             x_u8, y = torch.as_tensor(data.images), torch.as_tensor(data.labels).to(self.device)
 
             def step() -> None:
@@ -195,8 +211,8 @@ class StepTimer:
                 with torch.no_grad():
                     net(to_unit(x_u8).to(self.device))
 
-            return (_median_seconds(step, self.repeats),
-                    _median_seconds(forward, self.repeats) / cfg.batch_size)
+            return (_median_seconds(step, self.repeats) * cfg.batch_size / batch,
+                    _median_seconds(forward, self.repeats) / batch)
 
         return self._get(what, measure)
 
@@ -303,8 +319,11 @@ class Estimate:
     encoder_s: float  # domain-encoder training in the driver before the units (0 when cached)
     measured_now: int  # models timed by this estimate (the others came from the cache)
     upper_bound: bool  # classifiers stop early: their whole budget was counted
+    failed: str | None = None  # why there is no estimate (a model could not be timed)
 
     def line(self) -> str:
+        if self.failed is not None:
+            return f"no wall-time estimate: {self.failed}"
         cpu = sum(self.unit_s.values())
         bound = "at most " if self.upper_bound else ""
         return (f"estimated wall time of what is left: {bound}{self.wall_s / 60:.1f} min for {self.left} units with "
@@ -316,6 +335,8 @@ class Estimate:
         units = [{"unit": k, "estimate_s": round(self.unit_s[k], 1), "actual_s": round(v, 1),
                   "ratio": round(v / self.unit_s[k], 3) if self.unit_s[k] > 0 else None}
                  for k, v in actual.items() if k in self.unit_s]
+        if self.failed is not None:
+            return {"estimate_s": None, "actual_s": round(wall_s, 1), "failed": self.failed}
         return {"estimate_s": round(self.wall_s, 1), "actual_s": round(wall_s, 1),
                 "ratio": round(wall_s / self.wall_s, 3) if self.wall_s > 0 else None, "workers": self.workers,
                 "threads": self.threads, "units_left": self.left, "encoder_s": round(self.encoder_s, 1),
@@ -330,6 +351,16 @@ def step_times_path(cache_dir: str | None) -> Path:
 def estimate_plan(plan: Plan, proto: Protocol, data: StudyData, data_size: int, done: set[str],
                   workers: int) -> Estimate:
     """Time the plan's models (cached per machine) and estimate every unit and the wall time of what is left."""
+    try:
+        return _estimate(plan, proto, data, data_size, done, workers)
+    except TimingFailed as exc:
+        return Estimate(wall_s=0.0, unit_s={}, left=sum(u.key not in done for u in plan.units), workers=workers,
+                        threads=proto.execution.threads, encoder_s=0.0, measured_now=0, upper_bound=False,
+                        failed=str(exc))
+
+
+def _estimate(plan: Plan, proto: Protocol, data: StudyData, data_size: int, done: set[str],
+              workers: int) -> Estimate:
     ex = proto.execution
     device = str(resolve_device(ex.device))
     timer = StepTimer(step_times_path(proto.data.cache_dir), ex.threads, device)
