@@ -63,6 +63,14 @@ def test_added_baselines_are_noted_in_the_outputs(default_study: Path) -> None:
     with open(default_study / "comparisons.csv", newline="") as f:
         strongest = [c for c in csv.DictReader(f) if c["strongest_baseline"] == "True" and c["metric"] == "f1"]
     assert [c["arm"] for c in strongest] == ["dcgan"]
+    # the recipe ablation: the generative arm's components and its difference to the classical arm
+    with open(default_study / "comparisons.csv", newline="") as f:
+        vs = next(c for c in csv.DictReader(f) if c["arm"] == "dcgan" and c["baseline_role"] == "classical"
+                  and c["metric"] == "f1")
+    with open(default_study / "ablation.csv", newline="") as f:
+        ablation = list(csv.DictReader(f))
+    assert [(a["arm"], a["mode"], a["classical_arm"]) for a in ablation] == [("dcgan", "add 12/class", "classical")]
+    assert ablation[0]["f1_vs_classical"] == vs["mean"] and "Recipe ablation" in report
 
 
 def test_a_budget_that_ends_while_the_loss_still_falls_is_flagged(default_study: Path) -> None:

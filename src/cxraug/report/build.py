@@ -69,6 +69,18 @@ def comparison_rows(sd: StudyDir) -> list[dict[str, str]]:
             for c in sorted((c for c in sd.comparisons if c["metric"] in BAR_METRICS), key=order)]
 
 
+def ablation_rows(sd: StudyDir) -> list[dict[str, str]]:
+    """The recipe-ablation rows (``ablation.csv``), differences formatted as ``+0.012 [-0.010, +0.034]``."""
+    def diff(r: dict[str, str], m: str) -> str:
+        mean = num(r, f"{m}_vs_classical")
+        return "" if math.isnan(mean) else f"{mean:+.3f} [{num(r, f'{m}_low'):+.3f}, {num(r, f'{m}_high'):+.3f}]"
+
+    return [{**{k: r.get(k, "") for k in ("regime", "classifier", "arm", "generator", "mode", "filter", "weight",
+                                          "schedule", "classical")},
+             "f1": diff(r, "f1"), "f1_p": _f(num(r, "f1_p_holm"), 4), "mcc": diff(r, "mcc"),
+             "mcc_p": _f(num(r, "mcc_p_holm"), 4)} for r in sd.ablation]
+
+
 def headline(sd: StudyDir) -> list[dict[str, str]]:
     """Macro-F1 paired difference of each generative arm against the strongest non-generative arm of its regime
     and classifier (chosen by validation macro-F1), with the baseline's own mean."""
@@ -294,7 +306,7 @@ def build_report(out: str | Path) -> Path:
         cxraug=__version__,
         headline=headline(sd), fairness=sd.study.get("fairness") or {}, failures=sd.study.get("failures") or [],
         integrity=sd.study.get("integrity") or {},
-        summary=summary_tables(sd), comparisons=comparison_rows(sd), bars=bar_charts(sd),
+        summary=summary_tables(sd), comparisons=comparison_rows(sd), ablation=ablation_rows(sd), bars=bar_charts(sd),
         confusions=confusion_matrices(sd), generators=generator_sections(sd), generator_rows=generator_table(sd),
         gen_columns=GEN_COLUMNS, bar_metrics=BAR_METRICS, audit=audit(sd), env=environment(sd))
     path = Path(out) / "report.html"

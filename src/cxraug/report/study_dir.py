@@ -52,6 +52,7 @@ class StudyDir:
     generators: list[dict[str, str]]  # generator units
     summary: list[dict[str, str]]
     comparisons: list[dict[str, str]]
+    ablation: list[dict[str, str]]  # ablation.csv: the recipe of each generative arm vs classical
     generator_classes: list[dict[str, str]]
     checkpoints: list[dict[str, str]]
     skipped: list[dict[str, str]]
@@ -74,6 +75,7 @@ class StudyDir:
         return cls(root=root, study=study, protocol=protocol, results=results,
                    generators=read_csv(root / "generators.csv"),
                    summary=read_csv(root / "summary.csv"), comparisons=read_csv(root / "comparisons.csv"),
+                   ablation=read_csv(root / "ablation.csv"),
                    generator_classes=read_csv(root / "generator_classes.csv"),
                    checkpoints=read_csv(root / "generator_checkpoints.csv"), skipped=read_csv(root / "skipped.csv"))
 

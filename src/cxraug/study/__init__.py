@@ -62,6 +62,8 @@ Output directory (``OUT``; every file written atomically):
   ``arm``, ``baseline``, ``baseline_role``, ``strongest_baseline``, ``metric``, ``n`` pairs (same draw and
   classifier seed; generator seeds averaged within a pair), ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm`` (Holm over every comparison of that
   metric), ``covers``, ``boot_*`` (paired test-image bootstrap of the difference).
+* ``ablation.csv`` - the recipe ablation (:mod:`cxraug.study.ablation`): per generative arm its generator, mode,
+  filter, synthetic weight, schedule and classical policy beside its paired macro-F1 / MCC difference to classical.
 * ``subgroups.csv`` - when the test images carry ``metrics.subgroups`` columns (``population``,
   ``source_repo``): per arm x ``subgroup`` (``column=value``) mean/sd/t-interval of each metric, ``n_test``.
 * ``generator_classes.csv`` - per generator unit and ``class``: the image metrics (``prdc_*`` as in

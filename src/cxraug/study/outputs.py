@@ -1,5 +1,5 @@
 """Everything a study writes besides its units: results.csv (classifier units), generators.csv (generator units),
-generator_classes.csv, summary.csv, comparisons.csv, subgroups.csv, tables.md, study.json, the report, and the
+generator_classes.csv, summary.csv, comparisons.csv, ablation.csv, subgroups.csv, tables.md, study.json, the report, and the
 tracker runs (all from the stored unit results)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from cxraug.device import resolve_device
 from cxraug.report import build_report, save_real_samples
 from cxraug.stamp import run_stamp, versions
 from cxraug.study import stats
+from cxraug.study.ablation import ablation_rows
 from cxraug.study.baselines import pairings
 from cxraug.study.cost import Estimate
 from cxraug.study.data import StudyData, audit_warnings, sizes_needed
@@ -250,6 +251,9 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     add_curation(summary, crows)
     _csv(out / "summary.csv", summary)
     _csv(out / "comparisons.csv", comparisons)
+    ablation = ablation_rows(proto, comparisons)
+    if ablation:
+        _csv(out / "ablation.csv", ablation)
     _, _, clf_sizes = sizes_needed(proto)
     sub = _subgroup_rows(plan, store, data, proto, clf_sizes[0])
     if sub:
