@@ -12,6 +12,7 @@ from study_tiny import tiny_protocol, write_protocol
 
 from metrics_helpers import phantoms
 
+from cxraug.augment.synthetic import CurationFilter
 from cxraug.errors import CxraugError
 from cxraug.study.protocol import load_protocol
 from cxraug.study.runner import run_study
@@ -127,8 +128,9 @@ def test_the_near_copy_gate_drops_edits_that_copy_other_training_images(edited):
     plain = next(p for p in spec.edits if p.target is None).model_copy(update={"per_image": 1})
     train, val = phantoms(12, size=16, seed=0, classes=CLASSES), phantoms(6, size=16, seed=5, classes=CLASSES)
     model = CopyingEditor(CLASSES, 16)
-    arrays, record = edit_pools(spec.model_copy(update={"edits": [plain], "drop_near_copies": True}), model, train,
-                                val, None, pool_to_arrays)
+    arrays, record, curation = edit_pools(spec.model_copy(update={"edits": [plain], "drop_near_copies": True}),
+                                          model, train, val, None, pool_to_arrays)
+    assert curation == {}  # no filter: no curation record
     audit = record[plain.key]["audit"]
     assert audit["dropped"] == audit["flagged"] == 12  # the 6 odd edits of each class
     pool = curated_pool(arrays, plain.key, CLASSES, {})
@@ -136,8 +138,8 @@ def test_the_near_copy_gate_drops_edits_that_copy_other_training_images(edited):
     np.testing.assert_array_equal(pool.images, train.images[0::2])  # the survivors are the own-source edits
     shown = curated_pool(arrays, plain.key, CLASSES, {}, kind="source_")
     np.testing.assert_array_equal(shown.images, pool.images)  # report pairs: each edit beside its source
-    kept, _ = edit_pools(spec.model_copy(update={"edits": [plain], "drop_near_copies": False}), model, train, val,
-                         None, pool_to_arrays)
+    kept, _, _ = edit_pools(spec.model_copy(update={"edits": [plain], "drop_near_copies": False}), model, train,
+                            val, None, pool_to_arrays)
     assert len(kept[f"{plain.key}__images"]) == 24  # without the gate every edit stays
 
 
@@ -146,3 +148,77 @@ def test_report_shows_source_edit_pairs_and_both_distances(edited):
     assert html.count("<h4>Edits e") == 2 and "distance to others" in html and "towards COVID" in html
     assert html.count('alt="source Normal"') == 1 and html.count('alt="edit Normal"') == 1  # the plain policy
     assert html.count('alt="source COVID"') == 2 and html.count('alt="edit COVID"') == 2  # plain + towards
+
+
+class StrengthEditor(CopyingEditor):
+    """A planted editor: an edit below strength 0.4 returns its source, a stronger one a black image."""
+
+    def edit(self, images, labels, strength, steps=None, guidance=None, seed=0):
+        out = images.copy()
+        out[np.asarray(strength) >= 0.4] = 0
+        return out
+
+
+class BrightnessJudge:
+    """A planted judge: sure of the intended class for any image that is not black, features = mean intensity."""
+
+    record = {"hash": "planted", "config": {"epochs": 0}, "train_counts": {}}
+
+    def proba(self, images):
+        sure = (images.reshape(len(images), -1).mean(1) > 1).astype(float)
+        return np.stack([sure, sure], 1)
+
+    def features(self, images):
+        return images.reshape(len(images), -1).mean(1, keepdims=True).astype(np.float32)
+
+
+def test_a_filter_on_edits_keeps_the_passing_edits_of_training_sources(edited, monkeypatch):
+    from cxraug.study import edited as edited_mod
+    from cxraug.study.edited import edit_pools
+    from cxraug.study.units import curation_summary, pool_to_arrays
+
+    result, _ = _generator_result(edited)
+    spec = GeneratorUnitSpec.model_validate(result["spec"])
+    policy = next(p for p in spec.edits if p.target is None).model_copy(update={
+        "per_image": 1, "filter": CurationFilter(confidence=0.5, max_draw=8)})
+    train, val = phantoms(12, size=16, seed=0, classes=CLASSES), phantoms(6, size=16, seed=5, classes=CLASSES)
+    monkeypatch.setattr(edited_mod, "trained_judge", lambda config, tr, va, cache: (
+        BrightnessJudge(), {"hash": "planted", "val_accuracy": 1.0}))
+    arrays, record, curation = edit_pools(spec.model_copy(update={"edits": [policy]}), StrengthEditor(CLASSES, 16),
+                                          train, val, None, pool_to_arrays)
+    pool = curated_pool(arrays, policy.key, CLASSES, {})
+    assert len(pool) == 24 and (pool.images.reshape(24, -1).mean(1) > 1).all()  # only the weak (kept) edits
+    for c, rec in record[policy.key]["classes"].items():
+        assert rec["edits"] == 12 and max(rec["strengths"]) < 0.4  # strengths of the kept edits only
+        assert set(rec["source_paths"]) <= set(train.paths)
+        cur = curation[policy.key]["classes"][c]
+        assert cur["kept"] == cur["needed"] == 12 and cur["drawn"] > 12 and cur["rejected_confidence"] > 0
+    aug = train.concat(pool)
+    summary = curation_summary(curation[policy.key], aug, policy, train)
+    assert summary["short"] == {} and 0 < summary["kept_fraction"] < 1
+    # too strict a filter: a short pool, said so (never a silent short arm)
+    monkeypatch.setattr(StrengthEditor, "edit", lambda self, images, *a, **k: np.zeros_like(images))
+    strict = policy.model_copy(update={"filter": CurationFilter(confidence=0.5, max_draw=2)})
+    arrays, _, curation = edit_pools(spec.model_copy(update={"edits": [strict]}), StrengthEditor(CLASSES, 16),
+                                     train, val, None, pool_to_arrays)
+    short = curation_summary(curation[strict.key], train.concat(curated_pool(arrays, strict.key, CLASSES, {})),
+                             strict, train)["short"]
+    assert short == {"COVID": {"wanted": 12, "got": 0}, "Normal": {"wanted": 12, "got": 0}}
+
+
+def test_an_edit_arms_filter_goes_with_its_edit_pool_not_the_free_sample_pools(tmp_path):
+    from cxraug.study.baselines import complete_arms
+    from cxraug.study.data import load_study_data
+    from cxraug.study.plan import DataInfo, build_plan
+
+    curated = {**EDIT, "filter": {"confidence": 0.6, "realism": 3}}
+    raw = tiny_protocol(tmp_path / "cache", arms=[{"name": "none"}, {"name": "e", "generator": "ddpm",
+                                                                     "policy": curated}],
+                        generators={"ddpm": DDPM}, training={"add_baselines": False})
+    proto = load_protocol(write_protocol(tmp_path / "p.yaml", raw))
+    data = load_study_data(proto, None, None)
+    proto, _ = complete_arms(proto, data.classes)
+    plan = build_plan(proto, DataInfo(fingerprint=data.fingerprint, classes=data.classes, counts=data.counts(32)))
+    (gen,) = plan.of_kind("generator")
+    assert gen.spec.curations == [] and gen.spec.pool == {}
+    assert [p.filter.confidence for p in gen.spec.edits] == [0.6]

@@ -146,8 +146,6 @@ class SyntheticPolicy(BaseModel):
             if not (0 < lo <= hi <= 1) or (isinstance(self.strength, list) and len(self.strength) != 2):
                 raise ValueError(f"strength must be s or [s_min, s_max] with 0 < s_min <= s_max <= 1, got "
                                  f"{self.strength}")
-            if self.filter is not None:
-                raise ValueError("mode 'edit' does not take a curation filter yet (curate free samples instead)")
         return self
 
     @property

@@ -245,7 +245,7 @@ def _generator_seconds(spec: GeneratorUnitSpec, counts: dict[str, int], timer: S
         enc = timer.encoder(EncoderConfig(**spec.metrics.encoder), len(counts))
         extra_s += (images + sum(counts.values())) * enc.image_s
     judges = {EncoderConfig(**{**spec.metrics.encoder, **({"epochs": f.judge_epochs} if f.judge_epochs else {})})
-              .model_dump_json() for f in spec.curations}
+              .model_dump_json() for f in [*spec.curations, *(p.filter for p in spec.edits if p.filter)]}
     n_real = sum(counts.values())
     for judge in judges:
         jc = EncoderConfig.model_validate_json(judge)
@@ -253,7 +253,8 @@ def _generator_seconds(spec: GeneratorUnitSpec, counts: dict[str, int], timer: S
     for f in spec.curations:
         images += pool * min(f.max_draw, 1 / KEPT_SHARE)
     for policy in spec.edits:
-        images += _edit_images(policy, counts, classes)
+        images += _edit_images(policy, counts, classes) * (min(policy.filter.max_draw, 1 / KEPT_SHARE)
+                                                           if policy.filter else 1.0)
     return train_s + extra_s + images * t.image_s
 
 

@@ -170,8 +170,8 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                     for c, n in _arm_extra(arm, counts, gspec.classes).items():
                         need[c] = max(need.get(c, 0), n)
                 pool = {c: n for c, n in need.items() if n > 0}
-                filters = {a.policy.filter.key: a.policy.filter for a in users
-                           if a.policy is not None and a.policy.filter is not None}
+                filters = {a.policy.filter.key: a.policy.filter for a in users  # an edit arm's filter: its edit pool
+                           if a.policy is not None and a.policy.filter is not None and a.policy.mode != "edit"}
                 edits = {a.policy.key: a.policy for a in users if a.policy is not None and a.policy.mode == "edit"}
                 for gseed in range(rep.generator_seeds):
                     cfg = dict(gspec.config)

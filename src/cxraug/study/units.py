@@ -23,12 +23,13 @@ from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Generator, GeneratorKind, TrainingDiverged
 from cxraug.generators.card import write_model_card
-from cxraug.metrics.curation import Judge, curate_class
+from cxraug.metrics.curation import curate_class
 from cxraug.metrics.encoder import EncoderConfig
 from cxraug.metrics.memorisation import audit, drop_near_copies
 from cxraug.metrics.quality import image_metrics, safe_name
 from cxraug.metrics.scorer import make_scorer
 from cxraug.study.edited import edit_pools, whole_pool_counts
+from cxraug.study.judges import judge_config, real_part, trained_judge
 from cxraug.study.specs import ClassifierUnitSpec, GeneratorUnitSpec
 
 #: the gate draws this many times the needed images (plus 4) so that dropped near-copies can be replaced
@@ -142,8 +143,9 @@ def run_generator_unit(spec: GeneratorUnitSpec, train: ImageSet, val: ImageSet, 
         arrays.update(curated)
     edits: dict[str, Any] = {}
     if spec.edits:
-        edited, edits = edit_pools(spec, models, train, val, extractor, pool_to_arrays)
+        edited, edits, edit_curation = edit_pools(spec, models, train, val, extractor, pool_to_arrays, cache_dir)
         arrays.update(edited)
+        curation.update(edit_curation)
     metrics: dict[str, Any] = {}
     by_step: list[dict[str, Any]] = []
     ms = spec.metrics
@@ -165,11 +167,6 @@ def _round_seed(seed: int, rnd: int) -> int:
     return int(np.random.SeedSequence([int(seed), 0xC0A7, int(rnd)]).generate_state(1)[0])
 
 
-def _judge_config(spec: GeneratorUnitSpec, f: CurationFilter) -> EncoderConfig:
-    """The judge of a filter: the study's domain-encoder settings, with the filter's own passes if it sets them."""
-    return EncoderConfig(**{**spec.metrics.encoder, **({"epochs": f.judge_epochs} if f.judge_epochs else {})})
-
-
 def curate_pools(spec: GeneratorUnitSpec, models: Any, train: ImageSet, val: ImageSet, gate_extractor: Any,
                  cache_dir: str | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One curated pool per filter (arrays named ``<filter key>__images`` etc.) and its record: the judge (trained
@@ -181,15 +178,12 @@ def curate_pools(spec: GeneratorUnitSpec, models: Any, train: ImageSet, val: Ima
             return np.asarray(audit(images, train.images, val.images, extractor=gate_extractor, seed=0)["near_copy"])
     groups: dict[str, list[CurationFilter]] = {}
     for f in spec.curations:
-        groups.setdefault(_judge_config(spec, f).model_dump_json(), []).append(f)
+        groups.setdefault(judge_config(spec, f).model_dump_json(), []).append(f)
     arrays: dict[str, np.ndarray] = {}
     record: dict[str, Any] = {}
-    real = train.subset(np.flatnonzero(~train.synthetic))  # the real images: the judge's and the realism test's
+    real = real_part(train)  # the real images: the judge's and the realism test's
     for config, filters in groups.items():
-        judge = Judge.train(real, EncoderConfig.model_validate_json(config), cache_dir)
-        about = {"hash": judge.record["hash"], "trained_now": bool(judge.record.get("trained")),
-                 "epochs": judge.record["config"]["epochs"], "val_accuracy": judge.accuracy(val),
-                 "train_counts": judge.record["train_counts"]}
+        judge, about = trained_judge(EncoderConfig.model_validate_json(config), train, val, cache_dir)
         kept: dict[str, list[ImageSet]] = {f.key: [] for f in filters}
         shown: dict[str, list[ImageSet]] = {f.key: [] for f in filters}
         classes: dict[str, dict[str, Any]] = {f.key: {} for f in filters}
@@ -278,9 +272,10 @@ def curation_summary(curation: dict[str, Any], aug: ImageSet, policy: SyntheticP
                      train: ImageSet) -> dict[str, Any]:
     """What a curated arm records: kept fraction over every drawn candidate, the judge's validation accuracy,
     and the classes whose curated pool held fewer images than the arm asked for (a warning, never silent)."""
-    counts = train.counts()
-    covered = sorted(curation["classes"])
-    wanted = policy_counts(policy, counts, covered)
+    if policy.mode == "edit":  # per label class: per_image x its sources (all sources, for a target)
+        wanted = {c: int(r["needed"]) for c, r in curation["classes"].items()}
+    else:
+        wanted = policy_counts(policy, train.counts(), sorted(curation["classes"]))
     got = {c: int(((aug.labels == aug.classes.index(c)) & aug.synthetic).sum()) for c in wanted}
     drawn = sum(r["drawn"] for r in curation["classes"].values())
     kept = sum(r["kept"] for r in curation["classes"].values())
@@ -354,6 +349,8 @@ def run_classifier_unit(spec: ClassifierUnitSpec, train: ImageSet, val: ImageSet
         flt = spec.arm.policy.filter if spec.arm.policy is not None else None
         if spec.arm.policy is not None and spec.arm.policy.mode == "edit":
             pool = curated_pool(upstream["pool"], spec.arm.policy.key, train.classes, train.meta)
+            if flt is not None:
+                curation = upstream["curation"][spec.arm.policy.key]
         elif flt is not None:
             covered = sorted({pool.classes[i] for i in np.unique(pool.labels)})
             pool = curated_pool(upstream["pool"], flt.key, train.classes, train.meta)
