@@ -104,12 +104,20 @@ class TimingFailed(CxraugError):
     """A model could not be timed (its settings fail at the first step); the study itself will say why."""
 
 
+def _sync() -> None:
+    """Wait for queued CUDA work (kernels run asynchronously; a clock read before they finish times nothing)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _median_seconds(fn: Any, repeats: int) -> float:
     fn()  # warm-up: first calls allocate and pick kernels
     times: list[float] = []
     while len(times) < repeats and sum(times) < TIMING_BUDGET_S:
+        _sync()
         t = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
