@@ -64,6 +64,11 @@ def encoder_hash(train: ImageSet, config: EncoderConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def encoder_path(digest: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the encoder of hash ``digest`` (:func:`encoder_hash`) is cached: ``<cache_dir>/domain-<hash>.pt``."""
+    return Path(cache_dir or default_cache_dir()) / f"domain-{digest}.pt"
+
+
 def load_encoder_file(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """Load a saved domain encoder (``domain-<hash>.pt`` with its ``.json``) -> (TrainedClassifier, record)."""
     from cxraug.classifiers.train import TrainedClassifier
@@ -101,7 +106,7 @@ def load_or_train_encoder(train: ImageSet, config: EncoderConfig | None = None,
     saved there. ``record["trained"]`` says which happened."""
     config = config or EncoderConfig()
     digest = encoder_hash(train, config)
-    path = Path(cache_dir or default_cache_dir()) / f"domain-{digest}.pt"
+    path = encoder_path(digest, cache_dir)
     if path.exists() and path.with_suffix(".json").exists():
         try:
             model, record = load_encoder_file(path)

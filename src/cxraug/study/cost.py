@@ -47,8 +47,9 @@ from cxraug.generators import GENERATORS
 from cxraug.generators.base import GeneratorKind
 from cxraug.device import resolve_device
 from cxraug.errors import CxraugError
-from cxraug.metrics.encoder import EncoderConfig, default_cache_dir, encoder_hash
+from cxraug.metrics.encoder import EncoderConfig, default_cache_dir, encoder_hash, encoder_path
 from cxraug.study.data import StudyData
+from cxraug.study.judges import judge_config
 from cxraug.study.plan import Plan, Unit
 from cxraug.study.protocol import Protocol
 from cxraug.study.specs import ClassifierUnitSpec, GeneratorUnitSpec
@@ -252,8 +253,8 @@ def _generator_seconds(spec: GeneratorUnitSpec, counts: dict[str, int], timer: S
     if scored:  # domain features of the scored samples, the pool and the real images the metrics compare with
         enc = timer.encoder(EncoderConfig(**spec.metrics.encoder), len(counts))
         extra_s += (images + sum(counts.values())) * enc.image_s
-    judges = {EncoderConfig(**{**spec.metrics.encoder, **({"epochs": f.judge_epochs} if f.judge_epochs else {})})
-              .model_dump_json() for f in [*spec.curations, *(p.filter for p in spec.edits if p.filter)]}
+    judges = {judge_config(spec, f).model_dump_json()
+              for f in [*spec.curations, *(p.filter for p in spec.edits if p.filter)]}
     n_real = sum(counts.values())
     for judge in judges:
         jc = EncoderConfig.model_validate_json(judge)
@@ -384,8 +385,7 @@ def _estimate(plan: Plan, proto: Protocol, data: StudyData, data_size: int, done
     if pending_gens and proto.metrics.image_metrics and proto.metrics.features == "domain":
         cfg = EncoderConfig(**proto.metrics.encoder)
         train = data.splits[data_size].train
-        folder = Path(proto.data.cache_dir) if proto.data.cache_dir else default_cache_dir()
-        if not (folder / f"domain-{encoder_hash(train, cfg)}.pt").exists():
+        if not encoder_path(encoder_hash(train, cfg), proto.data.cache_dir).exists():
             encoder_s = cfg.epochs * math.ceil(len(train) / cfg.batch_size) * timer.encoder(
                 cfg, len(data.classes)).step_s
     # more threads in use than cores: every unit slows down by the oversubscription
