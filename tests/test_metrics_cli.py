@@ -110,5 +110,8 @@ def test_evaluate_images_filter_writes_the_kept_list(tmp_path) -> None:
     index = {r["path"].rsplit("fake_", 1)[1].split(".")[0]: r for r in rows}
     assert sum(index[str(k)]["kept"] == "True" for k in range(12, 18)) <= 2  # noise: outside the real k-NN balls
     assert sum(index[str(k)]["kept"] == "True" for k in range(12)) >= 8  # real-like phantoms: inside
-    bad = CliRunner().invoke(app, _evaluate_args(tmp_path, data, out, "--filter", "confidence=2"))
+    bad_args = [*_evaluate_args(tmp_path, data, out, "--filter", "confidence=2")[:-4],
+                "--encoder-dir", str(tmp_path / "enc-bad"), "--out", str(tmp_path / "bad.json")]
+    bad = CliRunner().invoke(app, bad_args)
     assert isinstance(bad.exception, CxraugError) and "--filter 'confidence=2': confidence" in str(bad.exception)
+    assert not (tmp_path / "enc-bad").exists()  # refused before any encoder is trained

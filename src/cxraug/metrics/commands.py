@@ -53,6 +53,7 @@ def evaluate_images_command(
     from cxraug.metrics.features import get_extractor
     from cxraug.metrics.tstr import align_classes
 
+    policy_filter = parse_filter(curate) if curate is not None else None  # a bad --filter stops before any work
     fakes = load_fake_dir(fake)
     prep = PreprocessConfig(size=size or fakes.size, clahe=clahe, mask_crop=mask_crop)
     splits = load_splits(None if real == "phantom" else real, val_frac, test_frac, split_seed, preprocess=prep,
@@ -68,9 +69,9 @@ def evaluate_images_command(
                              tstr_real_train=splits.train if tstr and real_split == "val" else None, seed=seed)
     if audit:
         result["memorisation"] = _audit(fakes, splits.train, splits.val, extractor, out)
-    if curate is not None:
+    if policy_filter is not None:
         kept = kept or (out.with_name(out.stem + "_kept.csv") if out is not None else Path("kept.csv"))
-        result["curation"] = _curate(fakes, splits, parse_filter(curate), EncoderConfig(epochs=encoder_epochs),
+        result["curation"] = _curate(fakes, splits, policy_filter, EncoderConfig(epochs=encoder_epochs),
                                      encoder_dir, kept)
     if out is not None:
         io.write_json(out, result)
