@@ -193,3 +193,32 @@ def test_fields_added_later_stay_out_of_keys_at_their_default(tmp_path: Path) ->
     filtered = build_plan(load_protocol(_write(tmp_path, raw)), _info())
     (g,) = filtered.of_kind("generator")
     assert [f.confidence for f in g.spec.curations] == [0.5] and g.key != plan.of_kind("generator")[0].key
+
+
+def test_a_regime_can_train_only_some_arms(tmp_path: Path) -> None:
+    """A reference regime (more real images) that trains only the classical arm: its units, its pairings and the
+    baselines a listed generative arm brings along; the other regime's unit keys do not change."""
+    from cxraug.study.baselines import complete_arms, pairings
+
+    raw = {**BASE, "arms": [{"name": "none"}, {"name": "classical", "classical": "fedoruk"},
+                            {"name": "gen", "generator": "g", "classical": "fedoruk",
+                             "policy": {"mode": "add", "n_per_class": 5}}],
+           "regimes": [{"name": "small", "n_per_class": 5}]}
+    info = DataInfo(fingerprint="f", classes=["A", "B"], size=32,
+                    counts={("small", 0): {"A": 5, "B": 5}, ("big", 0): {"A": 20, "B": 20}})
+    alone = build_plan(load_protocol(_write(tmp_path, raw)), info)
+    raw["regimes"] = raw["regimes"] + [{"name": "big", "n_per_class": 20, "arms": ["classical"]}]
+    proto = load_protocol(_write(tmp_path, raw))
+    plan = build_plan(proto, info)
+    big = [u for u in plan.units if u.fields["regime"] == "big"]
+    assert {u.fields["arm"] for u in big} == {"classical"} and len(big) == 4  # 2 classifiers x 2 seeds
+    assert all(u.kind == "classifier" for u in big)  # no generator unit for a regime without generative arms
+    assert {u.key for u in plan.units} - {u.key for u in big} == {u.key for u in alone.units}
+    val = {(r, c): {"none": [0.5], "classical": [0.6], "gen": [0.7]} for r in ("small", "big") for c in "ab"}
+    assert {(p.arm, p.baseline) for p in pairings(proto, ["A", "B"], val) if p.regime == "big"} == set()
+    assert "regime 'big': unknown arms ['nope']" in _error(
+        tmp_path, {**raw, "regimes": [{"name": "big", "n_per_class": 20, "arms": ["nope"]}]})
+    raw["regimes"][1]["arms"] = ["gen"]  # a generative arm listed alone brings its baselines into the regime
+    done, _ = complete_arms(load_protocol(_write(tmp_path, raw)), ["A", "B"])
+    assert done.regimes[1].arms == ["gen", "classical", "oversample+fedoruk"]
+    assert [a.name for a in done.arms_in(done.regimes[1])] == ["classical", "gen", "oversample+fedoruk"]

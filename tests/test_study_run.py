@@ -155,3 +155,25 @@ def test_an_arm_at_another_image_size_reuses_every_finished_unit(tmp_path: Path,
     assert before <= keys and len(keys - before) >= 3  # the 16 px generator and its classifier units are new
     new_gen = [u for u in plan.of_kind("generator") if u.key not in before]
     assert len(new_gen) == 1 and new_gen[0].spec.config["size"] == 16
+
+
+def test_reference_regime_of_one_arm_runs_to_the_report(tmp_path: Path, cache_dir: Path) -> None:
+    """A regime that trains only the classical arm (the "more real images" reference) runs end to end: its rows
+    appear in results.csv and summary.csv, no comparison is made inside it, and the report builds."""
+    from cxraug.report import build_report
+
+    proto = _proto(tmp_path, cache_dir, arms=[{"name": "none"}, {"name": "classical", "classical": "fedoruk"}],
+                   regimes=[{"name": "n12", "n_per_class": 12},
+                            {"name": "n24", "n_per_class": 24, "arms": ["classical"]}])
+    out = tmp_path / "out"
+    run_study(proto, out)
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["regime"], r["arm"]) for r in rows) == sorted(
+        [("n12", "none")] * 2 + [("n12", "classical")] * 2 + [("n24", "classical")] * 2)
+    with open(out / "summary.csv", newline="") as f:
+        assert {(r["regime"], r["arm"]) for r in csv.DictReader(f)} == {
+            ("n12", "none"), ("n12", "classical"), ("n24", "classical")}
+    with open(out / "comparisons.csv", newline="") as f:
+        assert {r["regime"] for r in csv.DictReader(f)} == {"n12"}
+    assert "n24" in build_report(out).read_text()

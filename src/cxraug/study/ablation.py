@@ -62,7 +62,7 @@ def ablation_rows(proto: Protocol, comparisons: list[dict[str, Any]]) -> list[di
     rows = []
     for regime in proto.regimes:
         for clf in proto.classifiers:
-            for arm in (a for a in proto.arms if a.role == "generative"):
+            for arm in (a for a in proto.arms_in(regime) if a.role == "generative"):
                 diffs: dict[str, Any] = {}
                 for m in ABLATION_METRICS:
                     c = vs.get((regime.name, clf.name, arm.name, m))

@@ -50,30 +50,35 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def complete_arms(proto: Protocol, classes: list[str]) -> tuple[Protocol, list[str]]:
     """The protocol with a classical arm and a matched oversample + classical arm for every generative arm that
-    lacks them, and one note per added arm."""
+    lacks them, and one note per added arm. A regime that lists its arms gets a generative arm's baselines too."""
     if not proto.training.add_baselines:
         return proto, []
     arms = list(proto.arms)
+    regimes = list(proto.regimes)
     notes: list[str] = []
     default = next((a.classical for a in arms if a.classical), DEFAULT_CLASSICAL)
     for gen_arm in [a for a in proto.arms if a.role == "generative"]:
         policy = _covered_policy(gen_arm, proto, classes)
         classical = gen_arm.classical or default
-        taken = {a.name for a in arms}
-        if not any(a.role == "classical" and a.classical == classical for a in arms):
-            arm = ArmSpec(name=_unique("classical" if classical == default else f"classical-{classical}", taken),
-                          classical=classical)
-            arms.append(arm)
-            notes.append(f"added arm {arm.name!r} (classical {classical}): the classical baseline of generative arm "
+        base = next((a for a in arms if a.role == "classical" and a.classical == classical), None)
+        if base is None:
+            base = ArmSpec(name=_unique("classical" if classical == default else f"classical-{classical}",
+                                        {a.name for a in arms}), classical=classical)
+            arms.append(base)
+            notes.append(f"added arm {base.name!r} (classical {classical}): the classical baseline of generative arm "
                          f"{gen_arm.name!r}")
-        if not any(a.oversample and a.policy == policy and a.classical == classical for a in arms):
-            arm = ArmSpec(name=_unique(f"oversample+{classical}", {a.name for a in arms}), oversample=True,
-                          policy=policy, classical=classical)
-            arms.append(arm)
-            notes.append(f"added arm {arm.name!r} (repeated real images, same policy {policy.model_dump()}, "
+        over = next((a for a in arms if a.oversample and a.policy == policy and a.classical == classical), None)
+        if over is None:
+            over = ArmSpec(name=_unique(f"oversample+{classical}", {a.name for a in arms}), oversample=True,
+                           policy=policy, classical=classical)
+            arms.append(over)
+            notes.append(f"added arm {over.name!r} (repeated real images, same policy {policy.model_dump()}, "
                          f"classical {classical}): the same-image-count baseline of generative arm "
                          f"{gen_arm.name!r}")
-    return proto.model_copy(update={"arms": arms}), notes
+        regimes = [r if r.arms is None or gen_arm.name not in r.arms else
+                   r.model_copy(update={"arms": [*r.arms, *(b.name for b in (base, over) if b.name not in r.arms)]})
+                   for r in regimes]
+    return proto.model_copy(update={"arms": arms, "regimes": regimes}), notes
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,8 @@ def strongest(val_f1: dict[str, list[float]], proto: Protocol) -> str | None:
     return max(means, key=lambda n: means[n]) if means else None
 
 
-def _matched_oversample(arm: ArmSpec, proto: Protocol, classes: list[str]) -> str | None:
-    over = [a for a in proto.arms if a.oversample]
+def _matched_oversample(arm: ArmSpec, arms: list[ArmSpec], proto: Protocol, classes: list[str]) -> str | None:
+    over = [a for a in arms if a.oversample]
     if arm.policy is None or not over:
         return over[0].name if over else None
     policy = _covered_policy(arm, proto, classes)
@@ -109,14 +114,15 @@ def pairings(proto: Protocol, classes: list[str], val_f1: dict[tuple[str, str], 
              ) -> list[Pairing]:
     """Every comparison of the study. ``val_f1[(regime, classifier)][arm]`` holds the arm's validation
     macro-F1 per repeat (it picks the strongest baseline)."""
-    first = {role: next((a.name for a in proto.arms if a.role == role), None) for role in ("none", "classical")}
     out = []
     for regime in proto.regimes:
+        arms = proto.arms_in(regime)
+        first = {role: next((a.name for a in arms if a.role == role), None) for role in ("none", "classical")}
         for clf in proto.classifiers:
             best = strongest(val_f1.get((regime.name, clf.name), {}), proto)
-            for arm in proto.arms:
+            for arm in arms:
                 bases = {"none": first["none"], "classical": first["classical"],
-                         "oversample": _matched_oversample(arm, proto, classes)}
+                         "oversample": _matched_oversample(arm, arms, proto, classes)}
                 seen = set()
                 for role, base in bases.items():
                     if base is None or base == arm.name or base in seen:

@@ -346,10 +346,11 @@ def render_tables(proto: Protocol, summary: list[dict]) -> str:
     if not specs:
         specs = [(f"{r.name} / {c.name}", r.name, c.name, list(METRICS), {}) for r in proto.regimes
                  for c in proto.classifiers]
+    regimes = {r.name: r for r in proto.regimes}
     parts = []
     for title, regime, clf, metrics, rows in specs:
         clf = clf or proto.classifiers[0].name
-        labels = rows or {a.name: a.name for a in proto.arms}
+        labels = rows or {a.name: a.name for a in proto.arms_in(regimes[regime])}
         metrics = [m for m in metrics if any((regime, clf, a, m) in idx for a in labels)]
         lines = [f"### {title}", "", "| Augmentation pipeline | " + " | ".join(metrics) + " |",
                  "|---" * (len(metrics) + 1) + "|"]
@@ -379,7 +380,7 @@ def print_summary(proto: Protocol, summary: list[dict], comparisons: list[dict])
             for col in ("arm", "accuracy", "macro-F1 [CI]", "MCC", "ΔF1 vs strongest baseline [CI] p_holm",
                         "gen KID (floor)", "gen coverage (floor)"):
                 t.add_column(col)
-            for arm in proto.arms:
+            for arm in proto.arms_in(regime):
                 f1 = idx.get((arm.name, "f1"))
                 if f1 is None:
                     continue

@@ -90,7 +90,7 @@ class Plan:
 
 
 def _regime_spec(r: RegimeSpec) -> UnitRegime:
-    return UnitRegime(**r.model_dump(exclude={"name"}))
+    return UnitRegime(**r.model_dump(exclude={"name", "arms"}))
 
 
 def canonical_classes(names: list[str] | None, classes: list[str]) -> list[str] | None:
@@ -121,10 +121,12 @@ MAX_UNITS = 100_000
 
 def _check_size(proto: Protocol) -> None:
     rep = proto.repeats
-    used = {a.generator for a in proto.arms if a.generator}
-    per_subset = len(used) * rep.generator_seeds + len(proto.classifiers) * rep.classifier_seeds * sum(
-        rep.generator_seeds if a.generator else 1 for a in proto.arms)
-    n = len(proto.regimes) * rep.subset_draws * per_subset
+    n = 0
+    for regime in proto.regimes:
+        arms = proto.arms_in(regime)
+        used = {a.generator for a in arms if a.generator}
+        n += rep.subset_draws * (len(used) * rep.generator_seeds + len(proto.classifiers) * rep.classifier_seeds
+                                 * sum(rep.generator_seeds if a.generator else 1 for a in arms))
     if n > MAX_UNITS:
         raise CxraugError(f"the study would have {n} units (regimes x repeats.subset_draws x (generators x "
                           f"repeats.generator_seeds + classifiers x arms x repeats.classifier_seeds)), more than "
@@ -136,13 +138,15 @@ def _check_size(proto: Protocol) -> None:
 MAX_EXTRA_PER_CLASS = 1_000_000
 
 
-def _check_policies(proto: Protocol, counts: dict[str, int], regime: str) -> None:
+def _check_policies(proto: Protocol, counts: dict[str, int], regime: RegimeSpec) -> None:
     for i, arm in enumerate(proto.arms):
+        if arm not in proto.arms_in(regime):
+            continue
         gen_classes = proto.generators[arm.generator].classes if arm.generator else None
         big = {c: n for c, n in _arm_extra(arm, counts, gen_classes).items() if n > MAX_EXTRA_PER_CLASS}
         if big:
-            raise CxraugError(f"arms[{i}].policy (arm {arm.name!r}) adds {big} images per class on regime {regime!r}; "
-                              f"at most {MAX_EXTRA_PER_CLASS} per class")
+            raise CxraugError(f"arms[{i}].policy (arm {arm.name!r}) adds {big} images per class on regime "
+                              f"{regime.name!r}; at most {MAX_EXTRA_PER_CLASS} per class")
 
 
 def build_plan(proto: Protocol, data: DataInfo) -> Plan:
@@ -155,12 +159,13 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
     gen_units: dict[tuple, Unit] = {}
     rep = proto.repeats
     for regime in proto.regimes:
+        arms = proto.arms_in(regime)
         for draw in range(rep.subset_draws):
             counts = data.counts[(regime.name, draw)]
-            _check_policies(proto, counts, regime.name)
+            _check_policies(proto, counts, regime)
             # generator units: one per (entry, seed), pool sized for the most demanding arm that uses it
             for name, gspec in proto.generators.items():
-                users = [a for a in proto.arms if a.generator == name]
+                users = [a for a in arms if a.generator == name]
                 if not users:
                     continue
                 need: dict[str, int] = {}
@@ -192,7 +197,7 @@ def build_plan(proto: Protocol, data: DataInfo) -> Plan:
                     plan.units.append(unit)
             for clf in proto.classifiers:
                 budget = classifier_budget(proto, clf, counts)
-                for arm in proto.arms:
+                for arm in arms:
                     gseeds: list[int | None] = list(range(rep.generator_seeds)) if arm.generator else [None]
                     for gseed in gseeds:
                         gunit = gen_units[(arm.generator, regime.name, draw, gseed)] if arm.generator else None

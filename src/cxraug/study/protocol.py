@@ -66,12 +66,14 @@ class RegimeSpec(_Strict):
     """A training-set regime, applied to the training fold only.
 
     ``full``: the whole training fold. ``n_per_class``: N images of every class (nested across sizes within
-    one subset draw). ``cap``: at most N images of the named classes, the others full.
+    one subset draw). ``cap``: at most N images of the named classes, the others full. ``arms``: the arms
+    trained on this regime (default every arm), e.g. a ``classical`` reference arm with more real images.
     """
 
     name: str
     n_per_class: int | None = Field(None, ge=1)
     cap: dict[str, int] = Field(default_factory=dict)
+    arms: list[str] | None = Field(None, min_length=1, description="arms trained on this regime (null: every arm)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> "RegimeSpec":
@@ -253,6 +255,10 @@ class Protocol(_Strict):
         regimes = {r.name for r in self.regimes}
         classifiers = {c.name for c in self.classifiers}
         arms = {a.name for a in self.arms}
+        for r in self.regimes:
+            unknown = sorted(set(r.arms or []) - arms)
+            if unknown:
+                raise ValueError(f"regime {r.name!r}: unknown arms {unknown}")
         for t in self.tables:
             if t.regime not in regimes:
                 raise ValueError(f"table {t.title!r}: unknown regime {t.regime!r}")
@@ -265,6 +271,10 @@ class Protocol(_Strict):
 
     def arm(self, name: str) -> ArmSpec:
         return next(a for a in self.arms if a.name == name)
+
+    def arms_in(self, regime: RegimeSpec) -> list[ArmSpec]:
+        """The arms trained on ``regime``, in protocol order."""
+        return [a for a in self.arms if regime.arms is None or a.name in regime.arms]
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
