@@ -345,3 +345,23 @@ def test_every_truncation_and_bit_flip_of_a_checkpoint_or_result_is_detected(tmp
             io.torch_load(tmp_path / "bad")
     assert io.torch_load(tmp_path / "c.pt", checksum=True)["step"] == 3  # the undamaged files load
     assert io.read_checked_json(tmp_path / "r.json")["name"] == "é"
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    """Outputs written through a temporary file are readable by whoever a plain ``open`` would let read them
+    (``mkstemp`` alone leaves 0600, so a report could not be shared), under the process umask."""
+    import os
+    import stat
+
+    from cxraug import io
+
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "report.html", "<html></html>")
+        (tmp_path / "plain.txt").write_text("x")
+        os.umask(0o077)
+        io.write_text(tmp_path / "private.csv", "a\n")
+    finally:
+        os.umask(old)
+    mode = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert mode["report.html"] == mode["plain.txt"] == 0o644 and mode["private.csv"] == 0o600
