@@ -1,5 +1,5 @@
 """The ``cpu64`` DDPM preset on CPU: training images/s and sampling and editing images/s at 10, 15 and 25 DDIM
-steps (JSON on stdout). Not timed yet: BENCHMARKS.md gives the command.
+steps (JSON on stdout). BENCHMARKS.md gives the command and the numbers.
 
 Training: ``--train-steps`` timed ``train_step`` calls (batch 32 of 64 px images from ``--data``, or random
 images when none is given) after one warm-up step; images/s counts the real images each step consumes.
