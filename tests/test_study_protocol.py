@@ -169,6 +169,31 @@ def test_generative_arms_get_classical_and_same_count_oversample_baselines(tmp_p
     assert matched[("gen-b", "oversample")] == "oversample+keras-2"
 
 
+def test_an_oversample_arm_with_the_same_counts_in_every_regime_is_the_matched_baseline(tmp_path: Path) -> None:
+    """4 edits of each of 50 images = +200 per class = an ``add 200`` oversample arm, when every regime of the
+    edit arm has 50 images per class (repeat_real then draws the very same images): no twin arm is added. With a
+    full-data regime the counts are unknown until run time, and the matched ratio-4 arm is added."""
+    from cxraug.study.baselines import complete_arms, pairings
+
+    arms = [{"name": "classical", "classical": "fedoruk"},
+            {"name": "over", "oversample": True, "classical": "fedoruk", "policy": {"mode": "add", "n_per_class": 200}},
+            {"name": "edit", "generator": "g", "classical": "fedoruk",
+             "policy": {"mode": "edit", "per_image": 4, "strength": 0.5}}]
+    raw = {**BASE, "arms": arms, "regimes": [{"name": "n50", "n_per_class": 50},
+                                             {"name": "n200", "n_per_class": 200, "arms": ["classical"]}],
+           "generators": {"g": {"model": "ddpm", "config": {"size": 32}}}}
+    proto, notes = complete_arms(load_protocol(_write(tmp_path, raw)), ["A", "B"])
+    assert notes == [] and [a.name for a in proto.arms] == ["classical", "over", "edit"]
+    matched = {(p.regime, p.arm, p.role): p.baseline for p in pairings(proto, ["A", "B"], {})}
+    assert matched[("n50", "edit", "oversample")] == "over"
+    raw["regimes"] = [{"name": "n50", "n_per_class": 50}, {"name": "n60", "n_per_class": 60}]  # 240 != 200 at n60
+    proto, notes = complete_arms(load_protocol(_write(tmp_path, raw)), ["A", "B"])
+    assert [a.name for a in proto.arms][3:] == ["oversample+fedoruk"] and proto.arms[3].policy.ratio == 4.0
+    raw["regimes"] = [{"name": "full"}]
+    proto, notes = complete_arms(load_protocol(_write(tmp_path, raw)), ["A", "B"])
+    assert [a.name for a in proto.arms][3:] == ["oversample+fedoruk"]
+
+
 def test_fields_added_later_stay_out_of_keys_at_their_default(tmp_path: Path) -> None:
     """Study folders from before the curation (and edit) fields keep their unit keys; setting a field changes the key of
     exactly the units it affects."""

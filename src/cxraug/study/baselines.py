@@ -2,7 +2,7 @@
 
 * :func:`complete_arms` - every generative arm is compared with a classical-only arm and with an
   ``oversample + classical`` arm that adds *repeated real* images at the same image count (same policy, same
-  classes). Missing ones are added (``training.add_baselines``), each with a note that the outputs carry.
+  classes, or a policy giving the same counts in every regime of the arm). Missing ones are added (``training.add_baselines``), each with a note that the outputs carry.
 * :func:`pairings` - which arm each arm is compared with: the first ``none`` arm, the first classical-only arm,
   the oversample arm with the same policy, and - for generative arms - the strongest non-generative arm.
 * :func:`strongest` - the non-generative arm with the highest mean *validation* macro-F1 (never test): the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxraug.augment.synthetic import SyntheticPolicy
+from cxraug.augment.synthetic import SyntheticPolicy, policy_counts
 from cxraug.study.protocol import ArmSpec, Protocol
 
 #: classical policy of added baselines when no arm of the protocol names one
@@ -39,6 +39,20 @@ def _covered_policy(arm: ArmSpec, proto: Protocol, classes: list[str]) -> Synthe
     gen = proto.generators[arm.generator]
     covered = [c for c in (gen.classes or classes) if c != gen.source]
     return policy if covered == list(classes) else policy.model_copy(update={"classes": covered})
+
+
+def _same_count(over: SyntheticPolicy | None, policy: SyntheticPolicy, gen_arm: ArmSpec, proto: Protocol,
+                classes: list[str]) -> bool:
+    """``over`` adds as many repeated real images per class as ``policy`` (a generative arm's covered policy) in
+    every regime the generative arm trains on: the same policy, or e.g. ``add 200`` and ``ratio 4`` where every
+    regime of the arm has 50 images per class (the real counts of other regimes are known only at run time)."""
+    if over is None or over == policy:
+        return over == policy
+    regimes = [r for r in proto.regimes if r.arms is None or gen_arm.name in r.arms]
+    if not regimes or any(r.n_per_class is None for r in regimes):
+        return False
+    return all(policy_counts(over, real, classes) == policy_counts(policy, real, classes)
+               for real in ({c: r.n_per_class for c in classes} for r in regimes))
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -67,7 +81,8 @@ def complete_arms(proto: Protocol, classes: list[str]) -> tuple[Protocol, list[s
             arms.append(base)
             notes.append(f"added arm {base.name!r} (classical {classical}): the classical baseline of generative arm "
                          f"{gen_arm.name!r}")
-        over = next((a for a in arms if a.oversample and a.policy == policy and a.classical == classical), None)
+        over = next((a for a in arms if a.oversample and a.classical == classical
+                     and _same_count(a.policy, policy, gen_arm, proto, classes)), None)
         if over is None:
             over = ArmSpec(name=_unique(f"oversample+{classical}", {a.name for a in arms}), oversample=True,
                            policy=policy, classical=classical)
@@ -105,7 +120,7 @@ def _matched_oversample(arm: ArmSpec, arms: list[ArmSpec], proto: Protocol, clas
     if arm.policy is None or not over:
         return over[0].name if over else None
     policy = _covered_policy(arm, proto, classes)
-    same = [a for a in over if a.policy == policy]
+    same = [a for a in over if _same_count(a.policy, policy, arm, proto, classes)]
     exact = [a for a in same if a.classical == arm.classical or (arm.generator and a.classical)]
     return (exact or same or over)[0].name
 
