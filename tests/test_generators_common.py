@@ -91,6 +91,40 @@ def test_resume_equals_uninterrupted(name: str, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
+def test_losses_stay_on_the_device_until_a_log_or_checkpoint_step(name: str, tmp_path, monkeypatch) -> None:
+    """``train_step`` hands back tensors (no host sync per step); the loop reads them back once per log /
+    checkpoint step, and ``losses.csv`` holds exactly the values of the logged steps."""
+    import csv
+
+    from cxraug.generators import loop
+
+    gen = make(name, steps=10, log_every=5, checkpoint_every=5, sample_every=10)
+    reads, returned = [], {}
+    real_read, real_step = loop.PendingLosses.read, gen.train_step
+
+    def counting(self, *a):
+        reads.append([step for step, _ in self.rows])
+        return real_read(self, *a)
+
+    def recording(batch):
+        out = real_step(batch)
+        assert out and all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in out.values())
+        returned[gen.step + 1] = {k: float(v) for k, v in out.items()}
+        return out
+
+    monkeypatch.setattr(loop.PendingLosses, "read", counting)
+    monkeypatch.setattr(gen, "train_step", recording)
+    gen.fit(tiny_set(), tmp_path, progress=False)
+    assert reads == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    with open(tmp_path / "losses.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [5, 10]
+    for r in rows:
+        for k, v in returned[int(r["step"])].items():
+            assert float(r[k]) == pytest.approx(v, rel=1e-5), k
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
 def test_planted_nan_stops_and_keeps_last_good_checkpoint(name: str, tmp_path, monkeypatch) -> None:
     gen = make(name, steps=10, checkpoint_every=2)
     real_step = gen.train_step

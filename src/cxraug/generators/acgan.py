@@ -40,7 +40,7 @@ from torch import nn
 
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 from cxraug.generators.dcgan import dcgan_init
 
 
@@ -152,7 +152,7 @@ class ACGAN(Generator):
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=betas)
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         c = self.config
         b = len(batch.x)
         z = torch.randn(b, c.z_dim, device=self.device)
@@ -177,8 +177,8 @@ class ACGAN(Generator):
         (g_adv + c.class_weight * g_cls).backward()
         self.opt_g.step()
         acc_real = (cls_r.argmax(1) == batch.y).float().mean()
-        return {"d_adv": d_adv.item(), "d_cls": d_cls.item(), "g_adv": g_adv.item(), "g_cls": g_cls.item(),
-                "d_cls_acc_real": acc_real.item()}
+        return {"d_adv": d_adv.detach(), "d_cls": d_cls.detach(), "g_adv": g_adv.detach(), "g_cls": g_cls.detach(),
+                "d_cls_acc_real": acc_real.detach()}
 
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
                   rng: torch.Generator) -> torch.Tensor:

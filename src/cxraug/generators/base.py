@@ -39,7 +39,7 @@ from cxraug.errors import CxraugError
 from cxraug.generators import checkpoint, ddp, loop
 from cxraug.generators.checkpoint import FORMAT  # noqa: F401  (the checkpoint format, named here since issue 6)
 from cxraug.generators.ddp import rank_generator  # noqa: F401  (a DDP process's generator; the DDP tests use it)
-from cxraug.generators.loop import FitResult, Scorer, TrainingDiverged  # noqa: F401  (part of the interface)
+from cxraug.generators.loop import FitResult, Losses, Scorer, TrainingDiverged  # noqa: F401  (part of the interface)
 from cxraug.generators.runlog import SCORES_FILE, read_scores  # noqa: F401  (what a run logged)
 from cxraug.stamp import run_stamp
 
@@ -119,8 +119,9 @@ class Generator(ABC):
         """Create networks and optimisers as attributes (nn.Module / torch.optim.Optimizer), on ``self.device``."""
 
     @abstractmethod
-    def train_step(self, batch: Batch) -> dict[str, float]:
-        """One optimisation step on ``batch``; return the losses as floats (they are logged and NaN-checked)."""
+    def train_step(self, batch: Batch) -> Losses:
+        """One optimisation step on ``batch``; return the losses, detached 0-dim tensors on the model's device (or
+        floats): the loop reads them back at log, sample and checkpoint steps only, NaN check included."""
 
     @abstractmethod
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,

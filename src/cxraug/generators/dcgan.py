@@ -27,7 +27,7 @@ from torch import nn
 
 from cxraug.augment.diffaugment import DiffAugmentOp, diff_augment
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 
 Norm = Literal["batch", "instance", "layer", "none"]
 
@@ -151,7 +151,7 @@ class DCGAN(Generator):
     def latent(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.config.latent_dim, generator=rng, device=self.device)
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         x = batch.x
         ones = torch.ones(len(x), device=self.device)
         fake = self.G(self.latent(len(x)))
@@ -168,8 +168,8 @@ class DCGAN(Generator):
         loss_g.backward()
         self.opt_G.step()
         self.D.requires_grad_(True)
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+                "d_real": torch.sigmoid(d_real).mean().detach(), "d_fake": torch.sigmoid(d_fake).mean().detach()}
 
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
                   rng: torch.Generator) -> torch.Tensor:

@@ -43,7 +43,7 @@ from cxraug.data.imageset import to_unit
 from cxraug.data.resize import resize_uint8
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS, ddim
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 
 #: defaults each preset supplies (explicitly given fields override them)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -138,7 +138,7 @@ class DDPM(Generator):
         self.schedulers = {"train": DDPMScheduler(**_schedule_args(c)),
                            "sample": DDIMScheduler(**_schedule_args(c))}
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         x, y = batch.x, batch.y
         sched = self.schedulers["train"]
         noise = torch.randn_like(x)
@@ -150,7 +150,7 @@ class DDPM(Generator):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def _eps(self, net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
              scale: float) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """The step loop of :meth:`cxraug.generators.base.Generator.fit` in one process (one DDP rank or the only one).
 
-Each step: networks in train mode (EMA copies in eval mode), ``train_step`` on the model's next batch, a stop on a
-non-finite loss, the EMA update; then, on rank 0 only, the losses every ``log_every`` steps, a fixed-noise grid
+Each step: networks in train mode (EMA copies in eval mode), ``train_step`` on the model's next batch, the EMA update.
+The losses stay on the device (no host sync per step) until a log, sample or checkpoint step reads them all back at
+once: a non-finite one stops training there, naming its step, before anything is written. Then, on rank 0 only, the
+losses every ``log_every`` steps, a fixed-noise grid
 every ``sample_every``, the ``last`` (and best-by-KID) checkpoint every ``checkpoint_every`` and the kept
 ``step_XXXXXXX.pt`` checkpoints. With ``patience`` the loop stops once the checkpoint KID has not improved for that
 many scored checkpoints. With ``resume`` the loop first restores ``checkpoints/last.pt`` exactly,
@@ -29,6 +31,9 @@ from cxraug.ui import make_progress
 if TYPE_CHECKING:
     from cxraug.generators.base import Generator
 
+#: what ``train_step`` returns: detached 0-dim tensors on the model's device, or plain floats (e.g. ADA's p)
+Losses = dict[str, "torch.Tensor | float"]
+
 #: ``scorer(images uint8 (N,S,S), labels int (N,) or None) -> {"kid": ..., ...}``; lower KID is better.
 Scorer = Callable[[np.ndarray, "np.ndarray | None"], dict[str, float]]
 
@@ -45,6 +50,38 @@ class FitResult:
     wall_s: float
     out_dir: str
     stopped_early: bool = False  # the KID did not improve for ``patience`` checkpoints
+
+
+class PendingLosses:
+    """The losses of the steps since the last read, kept as they came (device tensors: no sync per step)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, Losses]] = []
+
+    def add(self, step: int, losses: Losses) -> None:
+        self.rows.append((step, losses))
+
+    def read(self, name: str, ckpt_dir: Path) -> dict[str, float]:
+        """The last step's losses as floats, after one device-to-host copy of every pending value; a non-finite
+        value of any pending step raises :class:`TrainingDiverged` naming the first such step."""
+        flat = [(step, k, v) for step, losses in self.rows for k, v in losses.items()]
+        tensors = [v.detach().reshape(()).double() for _, _, v in flat if isinstance(v, torch.Tensor)]
+        host = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+        values = [(step, k, next(host) if isinstance(v, torch.Tensor) else float(v)) for step, k, v in flat]
+        last = self.rows[-1][0] if self.rows else None
+        self.rows = []
+        for step, k, v in values:
+            if not math.isfinite(v):
+                raise TrainingDiverged(f"{name}: non-finite loss {k}={v} at step {step}; training stopped, the last "
+                                       f"good checkpoint is kept in {ckpt_dir}")
+        return {k: v for step, k, v in values if step == last}
+
+
+def read_now(gen: "Generator", total: int) -> bool:
+    """Is this step one whose losses the host needs (logged, or followed by a grid or a checkpoint)?"""
+    c, s = gen.config, gen.step
+    return (s == total or s % c.log_every == 0 or s % c.sample_every == 0 or s % c.checkpoint_every == 0
+            or s in c.keep_steps)
 
 
 def out_of_patience(gen: "Generator") -> bool:
@@ -75,6 +112,7 @@ def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scor
     total = gen.total_steps(len(data))
     log = RunLog(out, gen.step, tensorboard) if writer else None
     t0 = time.time()
+    pending = PendingLosses()
     with make_progress(enabled=progress and writer) as prog:
         task = prog.add_task(f"train {gen.name}", total=total, completed=gen.step)
         while gen.step < total and not out_of_patience(gen):
@@ -83,20 +121,18 @@ def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scor
             for m in gen.ema.values():
                 m.eval()
             losses = gen.train_step(gen.next_batch(data))
-            bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-            if bad:
-                name, val = next(iter(bad.items()))
-                raise TrainingDiverged(
-                    f"{gen.name}: non-finite loss {name}={val} at step {gen.step + 1}; training stopped, "
-                    f"the last good checkpoint is kept in {ckpt_dir}")
             gen.step += 1
+            pending.add(gen.step, losses)
             faults.point("generator")
             update_ema(gen)
             prog.advance(task)
+            if not read_now(gen, total):
+                continue
+            logged = pending.read(gen.name, ckpt_dir)  # every rank: a diverged run stops before writing anything
             if log is None:
                 continue
             if gen.step % gen.config.log_every == 0 or gen.step == total:
-                log.losses(gen.step, losses)
+                log.losses(gen.step, logged)
             if gen.step % gen.config.sample_every == 0 or gen.step == total:
                 grid = out / "samples" / f"step_{gen.step:07d}.png"
                 gen.save_grid(grid)

@@ -54,7 +54,7 @@ from cxraug.data.names import match_class
 from cxraug.data.thumbnails import centre_rows, thumbnails, unit_rows
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 from cxraug.generators.dcgan import dcgan_init
 
 
@@ -246,7 +246,7 @@ class Pix2Pix(Generator):
         return pair
 
     # ----------------------------------------------------------------- training and sampling
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         src, tgt = batch.source, batch.x
         fake = self.G(src)
         self.opt_d.zero_grad(set_to_none=True)
@@ -265,7 +265,7 @@ class Pix2Pix(Generator):
         (g_adv + self.config.l1_weight * g_l1).backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
-        return {"loss_d": loss_d.item(), "g_adv": g_adv.item(), "g_l1": g_l1.item()}
+        return {"loss_d": loss_d.detach(), "g_adv": g_adv.detach(), "g_l1": g_l1.detach()}
 
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
                   rng: torch.Generator) -> torch.Tensor:

@@ -22,7 +22,7 @@ from pydantic import Field
 from cxraug.data.imageset import to_unit
 from cxraug.errors import CxraugError
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 
 
 class ReferenceConfig(GeneratorConfig):
@@ -43,7 +43,7 @@ class _Reference(Generator):
     def build(self) -> None:
         """No networks."""
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         return {}
 
     @abstractmethod
@@ -86,7 +86,7 @@ class CopyGenerator(_Reference):
         """One pass over the training set, whatever the configured budget."""
         return max(1, -(-n_train // self.config.batch_size))
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         from cxraug.data.imageset import to_uint8
 
         self.memory = np.concatenate([self.memory, to_uint8(batch.x)])

@@ -22,7 +22,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 from cxraug.generators.stylegan2.ada import DEFAULT_OPS, OPERATIONS, AdaptiveP, augment
 from cxraug.generators.stylegan2.losses import d_loss, g_loss, lazy_adam, path_lengths, r1_penalty
 from cxraug.generators.stylegan2.networks import Discriminator, StyleGenerator
@@ -117,11 +117,11 @@ class StyleGAN2ADA(Generator):
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.config.latent_dim, device=self.device)
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         c = self.config
         real, y = batch.x, batch.y
         b = len(real)
-        out: dict[str, float] = {"ada_p": self.ada.p}
+        out: Losses = {"ada_p": self.ada.p}
 
         # discriminator: logistic loss on augmented reals and fakes, lazy R1 through the augmentation
         self.G.requires_grad_(False)
@@ -137,7 +137,7 @@ class StyleGAN2ADA(Generator):
         if do_r1:
             r1 = r1_penalty(real_logits, real_in).mean()
             total_d = total_d + r1 * (c.r1_gamma / 2) * c.r1_interval
-            out["r1"] = float(r1.detach())
+            out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
         total_d.backward()
         self.opt_d.step()
@@ -157,14 +157,14 @@ class StyleGAN2ADA(Generator):
             self.pl_mean += 0.01 * (float(lengths.detach().mean()) - self.pl_mean)
             pl = (lengths - self.pl_mean).square().mean()
             total_g = total_g + pl * c.pl_weight * c.pl_interval
-            out["pl"] = float(pl.detach())
+            out["pl"] = pl.detach()
         self.opt_g.zero_grad(set_to_none=True)
         total_g.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
 
-        out.update(loss_g=float(loss_g.detach()), loss_d=float(loss_d.detach()), d_real=float(real_logits.detach().mean()),
-                   d_fake=float(fake_logits.detach().mean()))
+        out.update(loss_g=loss_g.detach(), loss_d=loss_d.detach(), d_real=real_logits.detach().mean(),
+                   d_fake=fake_logits.detach().mean())
         return out
 
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,

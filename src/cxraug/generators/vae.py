@@ -24,7 +24,7 @@ from torch import nn
 from cxraug.data.imageset import ImageSet
 from cxraug.data.names import match_class
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind
+from cxraug.generators.base import Batch, Generator, GeneratorConfig, GeneratorKind, Losses
 
 
 class GaussianEncoder(nn.Module):
@@ -105,7 +105,7 @@ class VAEBase(Generator):
             train = train.of_class(train.classes[match_class(c.target_class or "", train.classes)])
         return super().next_batch(train)
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         mu, logvar = self.encoder(batch.x)
         logits = self.decoder(reparameterize(mu, logvar))
         target = (batch.x + 1) / 2
@@ -115,7 +115,7 @@ class VAEBase(Generator):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item(), "bce": bce.item(), "kl": kl.item()}
+        return {"loss": loss.detach(), "bce": bce.detach(), "kl": kl.detach()}
 
     def _generate(self, n: int, labels: torch.Tensor | None, source: torch.Tensor | None,
                   rng: torch.Generator) -> torch.Tensor:

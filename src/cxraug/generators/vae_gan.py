@@ -27,7 +27,7 @@ from torch import nn
 
 from cxraug.errors import MissingWeightsError
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch
+from cxraug.generators.base import Batch, Losses
 from cxraug.generators.dcgan import DCGAN, DCGANConfig
 from cxraug.generators.vae import GaussianEncoder, kl_divergence, reparameterize
 
@@ -87,7 +87,7 @@ class VAEGAN(DCGAN):
             F.binary_cross_entropy_with_logits(self.D(self.augment(x_p)), ones)
         return {"kl": kl_divergence(mu, logvar), "rec": rec, "gan": gan}
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         c = self.config
         x = batch.x
         mu, logvar = self.E(x)
@@ -114,5 +114,5 @@ class VAEGAN(DCGAN):
         self.opt_E.step()
         self.opt_G.step()
         self.D.requires_grad_(True)
-        return {"loss_d": loss_d.item(), "loss_e": loss_e.item(), "loss_g": loss_g.item(),
-                **{k: v.item() for k, v in parts.items()}, "d_real": torch.sigmoid(d_real).mean().item()}
+        return {"loss_d": loss_d.detach(), "loss_e": loss_e.detach(), "loss_g": loss_g.detach(),
+                **{k: v.detach() for k, v in parts.items()}, "d_real": torch.sigmoid(d_real).mean().detach()}

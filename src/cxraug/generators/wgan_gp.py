@@ -15,7 +15,7 @@ from torch import nn
 
 from cxraug.data.imageset import ImageSet
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch
+from cxraug.generators.base import Batch, Losses
 from cxraug.generators.dcgan import DCGAN, DCGANConfig
 
 
@@ -58,7 +58,7 @@ class WGANGP(DCGAN):
         parts = [draw(train) for _ in range(self.config.n_critic)]
         return Batch(x=torch.cat([p.x for p in parts]), y=torch.cat([p.y for p in parts]))
 
-    def train_step(self, batch: Batch) -> dict[str, float]:
+    def train_step(self, batch: Batch) -> Losses:
         c = self.config
         for real in batch.x.chunk(c.n_critic):
             fake = self.G(self.latent(len(real))).detach()
@@ -75,4 +75,4 @@ class WGANGP(DCGAN):
         loss_g.backward()
         self.opt_G.step()
         self.D.requires_grad_(True)
-        return {"loss_c": loss_c.item(), "loss_g": loss_g.item(), "wdist": wdist.item(), "gp": gp.item()}
+        return {"loss_c": loss_c.detach(), "loss_g": loss_g.detach(), "wdist": wdist.detach(), "gp": gp.detach()}

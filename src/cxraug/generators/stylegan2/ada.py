@@ -169,24 +169,24 @@ class AdaptiveP:
         self.target, self.kimg, self.interval = target, kimg, interval
         self.p = p
         self.rt = 0.0
-        self._sum = 0.0
+        self._sum: torch.Tensor | float = 0.0  # sum of sign(logits) since the last adjustment (a device tensor)
         self._n = 0
         self._batches = 0
 
     def observe(self, real_logits: torch.Tensor) -> None:
         """Record one batch of D logits on (augmented) real images; adjust p when ``interval`` batches are in."""
-        self._sum += float(torch.sign(real_logits.detach()).sum())
+        self._sum = self._sum + torch.sign(real_logits.detach()).sum(dtype=torch.float64)  # on the device: no sync
         self._n += real_logits.numel()
         self._batches += 1
         if self._batches >= self.interval:
-            total, n = sum_over_ranks([self._sum, self._n])  # DDP: every process adjusts p from all of them
+            total, n = sum_over_ranks([float(self._sum), self._n])  # DDP: every process adjusts p from all of them
             self.rt = total / n
             step = math.copysign(1.0, self.rt - self.target) if self.rt != self.target else 0.0
             self.p = min(1.0, max(0.0, self.p + step * n / (self.kimg * 1000)))
             self._sum, self._n, self._batches = 0.0, 0, 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"p": self.p, "rt": self.rt, "sum": self._sum, "n": self._n, "batches": self._batches}
+        return {"p": self.p, "rt": self.rt, "sum": float(self._sum), "n": self._n, "batches": self._batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.p, self.rt = float(state["p"]), float(state["rt"])
