@@ -62,13 +62,13 @@ class PendingLosses:
         self.rows.append((step, losses))
 
     def read(self, name: str, ckpt_dir: Path) -> dict[str, float]:
-        """The last step's losses as floats, after one device-to-host copy of every pending value; a non-finite
+        """The last added step's losses as floats, after one device-to-host copy of every pending value; a non-finite
         value of any pending step raises :class:`TrainingDiverged` naming the first such step."""
         flat = [(step, k, v) for step, losses in self.rows for k, v in losses.items()]
         tensors = [v.detach().reshape(()).double() for _, _, v in flat if isinstance(v, torch.Tensor)]
         host = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
         values = [(step, k, next(host) if isinstance(v, torch.Tensor) else float(v)) for step, k, v in flat]
-        last = self.rows[-1][0] if self.rows else None
+        last = self.rows[-1][0]
         self.rows = []
         for step, k, v in values:
             if not math.isfinite(v):
@@ -77,11 +77,25 @@ class PendingLosses:
         return {k: v for step, k, v in values if step == last}
 
 
-def read_now(gen: "Generator", total: int) -> bool:
-    """Is this step one whose losses the host needs (logged, or followed by a grid or a checkpoint)?"""
-    c, s = gen.config, gen.step
-    return (s == total or s % c.log_every == 0 or s % c.sample_every == 0 or s % c.checkpoint_every == 0
-            or s in c.keep_steps)
+@dataclass(frozen=True)
+class Due:
+    """What the loop writes after the current step (the last step writes all but a kept checkpoint)."""
+
+    log: bool
+    grid: bool
+    checkpoint: bool
+    keep: bool
+
+    @classmethod
+    def at(cls, gen: "Generator", total: int) -> "Due":
+        c, s = gen.config, gen.step
+        last = s == total
+        return cls(log=last or s % c.log_every == 0, grid=last or s % c.sample_every == 0,
+                   checkpoint=last or s % c.checkpoint_every == 0, keep=s in c.keep_steps)
+
+    def any(self) -> bool:
+        """Does this step write anything? (Only then are its losses read back to the host.)"""
+        return self.log or self.grid or self.checkpoint or self.keep
 
 
 def out_of_patience(gen: "Generator") -> bool:
@@ -126,20 +140,21 @@ def train(gen: "Generator", data: ImageSet, out_dir: str | Path, *, scorer: Scor
             faults.point("generator")
             update_ema(gen)
             prog.advance(task)
-            if not read_now(gen, total):
+            due = Due.at(gen, total)
+            if not due.any():
                 continue
             logged = pending.read(gen.name, ckpt_dir)  # every rank: a diverged run stops before writing anything
             if log is None:
                 continue
-            if gen.step % gen.config.log_every == 0 or gen.step == total:
+            if due.log:
                 log.losses(gen.step, logged)
-            if gen.step % gen.config.sample_every == 0 or gen.step == total:
+            if due.grid:
                 grid = out / "samples" / f"step_{gen.step:07d}.png"
                 gen.save_grid(grid)
                 log.grid(gen.step, grid)
-            if gen.step % gen.config.checkpoint_every == 0 or gen.step == total:
+            if due.checkpoint:
                 save_checkpoints(gen, ckpt_dir, data, scorer, log)
-            if gen.step in gen.config.keep_steps:
+            if due.keep:
                 io.torch_save(checkpoint.capture(gen), ckpt_dir / f"step_{gen.step:07d}.pt")
     if log is not None:
         if not last.exists():  # zero-step budget: still leave a loadable checkpoint

@@ -2,7 +2,8 @@
 
 * :func:`complete_arms` - every generative arm is compared with a classical-only arm and with an
   ``oversample + classical`` arm that adds *repeated real* images at the same image count (same policy, same
-  classes, or a policy giving the same counts in every regime of the arm). Missing ones are added (``training.add_baselines``), each with a note that the outputs carry.
+  classes, or a policy giving the same counts in every regime of the arm). Missing ones are added
+  (``training.add_baselines``), each with a note that the outputs carry.
 * :func:`pairings` - which arm each arm is compared with: the first ``none`` arm, the first classical-only arm,
   the oversample arm with the same policy, and - for generative arms - the strongest non-generative arm.
 * :func:`strongest` - the non-generative arm with the highest mean *validation* macro-F1 (never test): the
@@ -46,10 +47,10 @@ def _same_count(over: SyntheticPolicy | None, policy: SyntheticPolicy, gen_arm: 
     """``over`` adds as many repeated real images per class as ``policy`` (a generative arm's covered policy) in
     every regime the generative arm trains on: the same policy, or e.g. ``add 200`` and ``ratio 4`` where every
     regime of the arm has 50 images per class (the real counts of other regimes are known only at run time)."""
-    if over is None or over == policy:
-        return over == policy
-    regimes = [r for r in proto.regimes if r.arms is None or gen_arm.name in r.arms]
-    if not regimes or any(r.n_per_class is None for r in regimes):
+    if over == policy:
+        return True
+    regimes = [r for r in proto.regimes if r.trains(gen_arm.name)]
+    if over is None or not regimes or any(r.n_per_class is None for r in regimes):
         return False
     return all(policy_counts(over, real, classes) == policy_counts(policy, real, classes)
                for real in ({c: r.n_per_class for c in classes} for r in regimes))
@@ -90,7 +91,7 @@ def complete_arms(proto: Protocol, classes: list[str]) -> tuple[Protocol, list[s
             notes.append(f"added arm {over.name!r} (repeated real images, same policy {policy.model_dump()}, "
                          f"classical {classical}): the same-image-count baseline of generative arm "
                          f"{gen_arm.name!r}")
-        regimes = [r if r.arms is None or gen_arm.name not in r.arms else
+        regimes = [r if r.arms is None or not r.trains(gen_arm.name) else
                    r.model_copy(update={"arms": [*r.arms, *(b.name for b in (base, over) if b.name not in r.arms)]})
                    for r in regimes]
     return proto.model_copy(update={"arms": arms, "regimes": regimes}), notes

@@ -75,6 +75,10 @@ class RegimeSpec(_Strict):
     cap: dict[str, int] = Field(default_factory=dict)
     arms: list[str] | None = Field(None, min_length=1, description="arms trained on this regime (null: every arm)")
 
+    def trains(self, arm: str) -> bool:
+        """Is the arm named ``arm`` trained on this regime?"""
+        return self.arms is None or arm in self.arms
+
     @model_validator(mode="after")
     def _one_kind(self) -> "RegimeSpec":
         if self.n_per_class is not None and self.cap:
@@ -274,7 +278,7 @@ class Protocol(_Strict):
 
     def arms_in(self, regime: RegimeSpec) -> list[ArmSpec]:
         """The arms trained on ``regime``, in protocol order."""
-        return [a for a in self.arms if regime.arms is None or a.name in regime.arms]
+        return [a for a in self.arms if regime.trains(a.name)]
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
