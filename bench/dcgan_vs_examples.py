@@ -5,7 +5,9 @@ The reference is the network of pytorch/examples' ``dcgan/main.py`` written out 
 with LeakyReLU 0.2 + BatchNorm and a Sigmoid, BCE loss, Adam 2e-4 with beta1 0.5), one D and one G update per
 step on a batch of 64. cxraug's ``dcgan`` gets the same architecture settings and batch. Both train on the same
 random images; rounds alternate (reference, cxraug, reference, ...) in one process so that machine load hits both
-alike; the ratio is reference seconds per step / cxraug seconds per step (> 1: cxraug is faster).
+alike; the ratio is reference seconds per step / cxraug seconds per step (> 1: cxraug is faster). cxraug runs
+contiguous (``cxraug``) and with ``channels_last`` networks (``cxraug-channels-last``); ``--compile`` adds the
+latter with ``torch.compile``-d networks (compilation happens in the warm-up, outside the timed rounds).
 
 Example (quiet machine): python bench/dcgan_vs_examples.py --threads 2 --rounds 6 --steps 5
 """
@@ -73,16 +75,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=6, help="timed rounds per network (alternating)")
     ap.add_argument("--steps", type=int, default=5, help="training steps per round")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile-d channels_last networks")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.rand(BATCH, 1, SIZE, SIZE) * 2 - 1
     y = torch.zeros(BATCH, dtype=torch.long)
     ref = Reference()
-    ours = GENERATORS.get("dcgan")({"size": SIZE, "batch_size": BATCH, "g_channels": NGF, "d_channels": NDF,
-                                    "latent_dim": NZ}, classes=["x"])
-    runs = {"reference": lambda: ref.step(x), "cxraug": lambda: ours.train_step(Batch(x, y))}
-    for fn in runs.values():  # warm-up
+
+    def cxraug(channels_last: bool, compiled: bool = False):
+        gen = GENERATORS.get("dcgan")({"size": SIZE, "batch_size": BATCH, "g_channels": NGF, "d_channels": NDF,
+                                       "latent_dim": NZ, "channels_last": channels_last}, classes=["x"])
+        if compiled:
+            gen.G, gen.D = torch.compile(gen.G), torch.compile(gen.D)
+        return lambda: gen.train_step(Batch(x, y))
+
+    runs = {"reference": lambda: ref.step(x), "cxraug": cxraug(False), "cxraug-channels-last": cxraug(True)}
+    if args.compile:
+        runs["cxraug-channels-last-compiled"] = cxraug(True, compiled=True)
+    for fn in runs.values():  # warm-up (and compilation)
+        fn()
         fn()
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(args.rounds):
@@ -93,8 +105,8 @@ def main() -> None:
             times[name].append((time.perf_counter() - t0) / args.steps)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(json.dumps({"threads": args.threads, "rounds": args.rounds, "steps_per_round": args.steps,
-                      "batch": BATCH, "size": SIZE, "s_per_step": med, "ratio_reference_over_cxraug":
-                      med["reference"] / med["cxraug"], "torch": torch.__version__, "platform": platform.platform()},
+                      "batch": BATCH, "size": SIZE, "s_per_step": med, "ratio_reference_over":
+                      {k: med["reference"] / v for k, v in med.items() if k != "reference"}, "torch": torch.__version__, "platform": platform.platform()},
                      indent=2))
 
 

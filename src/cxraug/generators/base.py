@@ -69,6 +69,8 @@ class GeneratorConfig(BaseModel):
     patience: int | None = Field(None, ge=1, description="stop when the checkpoint KID has not improved for this "
                                  "many scored checkpoints; None = train the whole budget")
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    channels_last: bool = Field(False, description="networks in the channels_last memory format (only where "
+                                "bench/step_formats.py measured it faster; the same mathematics)")
 
 
 @dataclass
@@ -104,6 +106,9 @@ class Generator(ABC):
         torch.manual_seed(cfg.seed)
         self.build()
         self._check_checkpointed()
+        if cfg.channels_last:  # parameters change layout in place: the optimisers keep theirs
+            for m in self.modules().values():
+                m.to(memory_format=torch.channels_last)
         self.ema: dict[str, nn.Module] = {}
         if cfg.ema_decay is not None:
             for attr in self.ema_targets:
