@@ -66,3 +66,24 @@ def test_pairing_rules() -> None:
     assert pair_up(3, 3, matched=True)[2] == "matched"
     with pytest.raises(ValueError, match="equal counts"):
         pair_up(3, 4, matched=True)
+
+
+def test_ssim_per_pair_is_computed_in_bounded_chunks_with_the_same_values(monkeypatch) -> None:
+    """Pairs go to torchmetrics a few at a time (its float64 filter takes ~20 MB per 64 px image): every pair keeps
+    the value it has alone, in order, across chunk borders."""
+    from cxraug.metrics import pixel
+
+    rng = np.random.default_rng(0)
+    fake, real = rng.integers(0, 256, (2, 37, 32, 32), dtype=np.uint8)
+    alone = np.array([pixel.ssim_per_pair(fake[i:i + 1], real[i:i + 1])[0] for i in range(37)])
+    sizes: list[int] = []
+    real_ssim = pixel._unit
+
+    def spy(images):
+        sizes.append(len(images))
+        return real_ssim(images)
+
+    monkeypatch.setattr(pixel, "_unit", spy)
+    np.testing.assert_allclose(pixel.ssim_per_pair(fake, real), alone, rtol=0, atol=1e-12)
+    assert max(sizes) <= pixel.PAIRS_PER_CALL and sum(sizes) == 2 * 37
+    assert len(pixel.ssim_per_pair(fake[:0], real[:0])) == 0
