@@ -2,9 +2,8 @@
 distance to the source is measured on its own, and near-copies are looked for among the *other* training images.
 
 ``audit_edits(edits uint8 (M,S,S), sources int (M,) indices into train, train uint8 (N,S,S), heldout=None, *,
-extractor=None, seed=0) -> dict`` runs :func:`cxraug.metrics.memorisation.audit` once; an edit whose nearest
-training image (in either search) is its own source is searched again among the training images without its
-source. Returned: ``near_copy`` (near-copies of another training image; per edit), ``flagged``,
+extractor=None, seed=0) -> dict`` runs :func:`cxraug.metrics.memorisation.audit` once with every edit's own
+source left out of its searches (``exclude``; the real-vs-real calibration uses every training image). Returned: ``near_copy`` (near-copies of another training image; per edit), ``flagged``,
 ``source_distance`` (cosine distance in the audit's 32 px pixel features, edit vs its source) and
 ``other_distance`` (pixel cosine distance to the nearest other training image, mirrors and shifts searched).
 """
@@ -30,17 +29,9 @@ def audit_edits(edits: np.ndarray, sources: np.ndarray, train: np.ndarray, heldo
     """Near-copies of other training images and the distances to source and others (module docstring)."""
     edits, train = np.asarray(edits, dtype=np.uint8), np.asarray(train, dtype=np.uint8)
     sources = np.asarray(sources, dtype=np.int64)
-    first = audit(edits, train, heldout, extractor=extractor, seed=seed)
-    flags = np.asarray(first["near_copy"], dtype=bool)
-    other = np.asarray(first["pixel_nn_distance"], dtype=float)
-    own = (np.asarray(first["nn_index"]) == sources) | (np.asarray(first["pixel_nn_index"]) == sources)
-    for s in np.unique(sources[own]):
-        rows = np.flatnonzero(own & (sources == s))
-        rest = np.delete(np.arange(len(train)), s)
-        again = audit(edits[rows], train[rest], heldout, extractor=extractor, seed=seed)
-        flags[rows] = again["near_copy"]
-        other[rows] = again["pixel_nn_distance"]
+    res = audit(edits, train, heldout, extractor=extractor, seed=seed, exclude=sources)
+    flags = np.asarray(res["near_copy"], dtype=bool)
+    other = np.asarray(res["pixel_nn_distance"], dtype=float)
     src = _cosine_distance(pixel_features(edits), pixel_features(train[sources])) if len(edits) else np.zeros(0)
     return {"near_copy": flags.tolist(), "flagged": int(flags.sum()), "source_distance": src.tolist(),
-            "other_distance": other.tolist(), "searched_again": int(own.sum()),
-            "threshold": first["threshold"], "calibration": first["calibration"]}
+            "other_distance": other.tolist(), "threshold": res["threshold"], "calibration": res["calibration"]}

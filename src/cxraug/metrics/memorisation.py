@@ -79,14 +79,26 @@ class _Index:
         flip, dy, dx = variant
         return np.ascontiguousarray(_shifted(images[:, :, ::-1] if flip else images, dy, dx))
 
-    def query(self, images: np.ndarray, featurise: Callable[[np.ndarray], np.ndarray]
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(nearest training index, cosine distance, SSIM with that neighbour in its matching variant)."""
+    def query(self, images: np.ndarray, featurise: Callable[[np.ndarray], np.ndarray],
+              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nearest training index, cosine distance, SSIM with that neighbour in its matching variant); ``exclude``:
+        per query image a training index whose variants are not searched (-1: none)."""
         q = _unit_rows(featurise(images)).float()
-        sims = [(chunk @ self.feats.T).max(dim=1) for chunk in q.split(256)]  # bounded memory
+        n = len(self.train)
+        offsets = torch.arange(len(self.variants)) * n
+
+        def nearest(rows: slice) -> Any:
+            sim = q[rows] @ self.feats.T
+            if exclude is not None:
+                ex = torch.as_tensor(exclude[rows], dtype=torch.long)
+                keep = ex >= 0
+                r = torch.arange(len(ex))[keep]
+                sim[r.repeat_interleave(len(offsets)), (ex[keep][:, None] + offsets).reshape(-1)] = -float("inf")
+            return sim.max(dim=1)
+
+        sims = [nearest(slice(i, i + 256)) for i in range(0, len(q), 256)]  # bounded memory
         best_sim = torch.cat([m.values for m in sims]) if sims else torch.zeros(0)
         best = torch.cat([m.indices for m in sims]).numpy() if sims else np.zeros(0, dtype=np.int64)
-        n = len(self.train)
         idx, var = best % n, best // n
         matched = np.stack([self._variant(self.train[i:i + 1], self.variants[v])[0] for i, v in zip(idx, var)]) \
             if len(images) else images
@@ -95,10 +107,13 @@ class _Index:
 
 def _search(reference: np.ndarray, heldout: np.ndarray, train: np.ndarray, fake: np.ndarray,
             featurise: Callable[[np.ndarray], np.ndarray], shifts: tuple[int, ...], quantile: float,
-            margin: float) -> dict[str, Any]:
-    """Real-vs-real calibration (held-out -> reference) and the synthetic-vs-training search of one index."""
-    _, real_d, real_s = _Index(reference, featurise, shifts).query(heldout, featurise)
-    idx, d, s = _Index(train, featurise, shifts).query(fake, featurise)
+            margin: float, exclude: np.ndarray | None) -> dict[str, Any]:
+    """Real-vs-real calibration (held-out -> reference) and the synthetic-vs-training search of one index (built
+    once when the reference is the training set itself)."""
+    index = _Index(train, featurise, shifts)
+    calibration = index if reference is train else _Index(reference, featurise, shifts)
+    _, real_d, real_s = calibration.query(heldout, featurise)
+    idx, d, s = index.query(fake, featurise, exclude)
     qs = (0.0, 0.01, 0.05, 0.25, 0.5)
     return {"threshold": margin * float(np.quantile(real_d, quantile)), "index": idx, "distance": d, "ssim": s,
             "real_ssim": real_s, "real_quantiles": {str(q): float(np.quantile(real_d, q)) for q in qs},
@@ -107,8 +122,10 @@ def _search(reference: np.ndarray, heldout: np.ndarray, train: np.ndarray, fake:
 
 def audit(fake: np.ndarray, train: np.ndarray, heldout: np.ndarray | None = None, *,
           extractor: FeatureExtractor | None = None, quantile: float = 0.01, margin: float = 0.3,
-          seed: int = 0) -> dict[str, Any]:
-    """Nearest training image of every synthetic image and the near-copy flags (see the module docstring)."""
+          seed: int = 0, exclude: np.ndarray | None = None) -> dict[str, Any]:
+    """Nearest training image of every synthetic image and the near-copy flags (see the module docstring).
+    ``exclude``: per synthetic image a training index left out of its searches (-1: none), e.g. an edit's source;
+    the calibration is not affected."""
     fake, train = np.asarray(fake, dtype=np.uint8), np.asarray(train, dtype=np.uint8)
     if fake.shape[1:] != train.shape[1:]:
         raise CxraugError(f"synthetic images {fake.shape[1:]} and training images {train.shape[1:]} differ in size")
@@ -123,9 +140,15 @@ def audit(fake: np.ndarray, train: np.ndarray, heldout: np.ndarray | None = None
         calibration = f"{cut} training images held out from the other {len(train) - cut}"
     else:
         heldout, reference = np.asarray(heldout, dtype=np.uint8), train
-    searches = {"pixels": _search(reference, heldout, train, fake, pixel_features, SHIFTS, quantile, margin)}
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=np.int64)
+        if exclude.shape != (len(fake),) or exclude.max(initial=-1) >= len(train):
+            raise CxraugError(f"exclude must hold one training index (or -1) per synthetic image, got shape "
+                              f"{exclude.shape} for {len(fake)} images and {len(train)} training images")
+    searches = {"pixels": _search(reference, heldout, train, fake, pixel_features, SHIFTS, quantile, margin,
+                                  exclude)}
     if extractor is not None:
-        searches["features"] = _search(reference, heldout, train, fake, extractor, (0,), quantile, margin)
+        searches["features"] = _search(reference, heldout, train, fake, extractor, (0,), quantile, margin, exclude)
     real_ssim = np.max([r["real_ssim"] for r in searches.values()], axis=0)
     nn_ssim = np.max([r["ssim"] for r in searches.values()], axis=0)
     ssim_thr = float(real_ssim.max() + (1 - margin) * (1 - real_ssim.max()))
