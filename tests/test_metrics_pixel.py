@@ -77,11 +77,11 @@ def test_ssim_per_pair_is_computed_in_bounded_chunks_with_the_same_values(monkey
     fake, real = rng.integers(0, 256, (2, 37, 32, 32), dtype=np.uint8)
     alone = np.array([pixel.ssim_per_pair(fake[i:i + 1], real[i:i + 1])[0] for i in range(37)])
     sizes: list[int] = []
-    real_ssim = pixel._unit
+    unit = pixel._unit
 
     def spy(images):
         sizes.append(len(images))
-        return real_ssim(images)
+        return unit(images)
 
     monkeypatch.setattr(pixel, "_unit", spy)
     np.testing.assert_allclose(pixel.ssim_per_pair(fake, real), alone, rtol=0, atol=1e-12)

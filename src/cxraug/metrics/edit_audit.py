@@ -3,7 +3,8 @@ distance to the source is measured on its own, and near-copies are looked for am
 
 ``audit_edits(edits uint8 (M,S,S), sources int (M,) indices into train, train uint8 (N,S,S), heldout=None, *,
 extractor=None, seed=0) -> dict`` runs :func:`cxraug.metrics.memorisation.audit` once with every edit's own
-source left out of its searches (``exclude``; the real-vs-real calibration uses every training image). Returned: ``near_copy`` (near-copies of another training image; per edit), ``flagged``,
+source left out of its searches (``exclude``; the real-vs-real calibration uses every training image).
+Returned: ``near_copy`` (near-copies of another training image; per edit), ``flagged``,
 ``source_distance`` (cosine distance in the audit's 32 px pixel features, edit vs its source) and
 ``other_distance`` (pixel cosine distance to the nearest other training image, mirrors and shifts searched).
 """
@@ -30,8 +31,7 @@ def audit_edits(edits: np.ndarray, sources: np.ndarray, train: np.ndarray, heldo
     edits, train = np.asarray(edits, dtype=np.uint8), np.asarray(train, dtype=np.uint8)
     sources = np.asarray(sources, dtype=np.int64)
     res = audit(edits, train, heldout, extractor=extractor, seed=seed, exclude=sources)
-    flags = np.asarray(res["near_copy"], dtype=bool)
-    other = np.asarray(res["pixel_nn_distance"], dtype=float)
     src = _cosine_distance(pixel_features(edits), pixel_features(train[sources])) if len(edits) else np.zeros(0)
-    return {"near_copy": flags.tolist(), "flagged": int(flags.sum()), "source_distance": src.tolist(),
-            "other_distance": other.tolist(), "threshold": res["threshold"], "calibration": res["calibration"]}
+    return {"near_copy": res["near_copy"], "flagged": res["flagged"], "source_distance": src.tolist(),
+            "other_distance": res["pixel_nn_distance"], "threshold": res["threshold"],
+            "calibration": res["calibration"]}

@@ -85,15 +85,13 @@ class _Index:
         per query image a training index whose variants are not searched (-1: none)."""
         q = _unit_rows(featurise(images)).float()
         n = len(self.train)
-        offsets = torch.arange(len(self.variants)) * n
 
         def nearest(rows: slice) -> Any:
-            sim = q[rows] @ self.feats.T
+            sim = q[rows] @ self.feats.T  # columns variant-major: variant v of training image i at v * n + i
             if exclude is not None:
                 ex = torch.as_tensor(exclude[rows], dtype=torch.long)
-                keep = ex >= 0
-                r = torch.arange(len(ex))[keep]
-                sim[r.repeat_interleave(len(offsets)), (ex[keep][:, None] + offsets).reshape(-1)] = -float("inf")
+                r = torch.nonzero(ex >= 0).flatten()
+                sim.view(len(sim), len(self.variants), n)[r, :, ex[r]] = -float("inf")
             return sim.max(dim=1)
 
         sims = [nearest(slice(i, i + 256)) for i in range(0, len(q), 256)]  # bounded memory
