@@ -6,8 +6,9 @@ Reads a finished study folder (``--study``): its ``protocol.yaml`` gives the dat
 regime and draw is rebuilt exactly as the study built it; the generator's ``last`` checkpoint (the one a
 ``checkpoint: last`` study uses) samples ``--n-per-class`` images per class and edits every training image once at
 each ``--strength``, at each of ``--steps`` DDIM steps (seed 0; free samples at the model's own guidance, edits at
-``--guidance``). Scores, in the features of the domain encoder trained on that training subset (the study's
-metrics default): KID x 1000 and PRDC coverage (k = 5) against the *validation* images of the study's split (test
+``--guidance``). Scores, in the features the study itself scored its generators with
+(:func:`cxraug.study.runner.study_extractor`: the domain encoder trained on the whole real training fold, not on
+the subset, so that these numbers and the study's ``generator_classes.csv`` are comparable): KID x 1000 and PRDC coverage (k = 5) against the *validation* images of the study's split (test
 images are never read), per class and pooled; for edits also the mean absolute pixel change from the source (0-255).
 ``floor`` is the same for the real training images themselves. Seconds per image are wall times at ``--threads``.
 
@@ -27,16 +28,14 @@ import torch
 
 from cxraug.data.imageset import ImageSet
 from cxraug.generators.base import Generator
-from cxraug.metrics.encoder import EncoderConfig
-from cxraug.metrics.features import get_extractor
 from cxraug.metrics.kid import kid
 from cxraug.metrics.prdc import prdc
-from cxraug.study.data import load_study_data
+from cxraug.study.data import load_study_data, sizes_needed
 from cxraug.study.protocol import load_protocol
+from cxraug.study.runner import study_extractor
 
 
-def _scorer(train: ImageSet, val: ImageSet, encoder: EncoderConfig):
-    extractor = get_extractor("domain", train=train, encoder=encoder)
+def _scorer(extractor: Any, val: ImageSet):
     ref = {c: extractor(val.of_class(c).images) for c in val.classes}
     ref_all = np.concatenate(list(ref.values()))
 
@@ -66,18 +65,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     proto = load_protocol(args.study / "protocol.yaml")
     data = load_study_data(proto, None, None)
-    encoder = EncoderConfig(**proto.metrics.encoder)
+    data_size, _, _ = sizes_needed(proto)
+    extractor = study_extractor(proto, data, data_size, "cpu")
     plan = json.loads((args.study / "plan.json").read_text())
     units = [u for u in plan if u["kind"] == "generator" and u["fields"]["model"] == "ddpm"
              and args.unit in (None, u["key"])]
     if not units:
         raise SystemExit(f"no DDPM generator unit {args.unit or ''} in {args.study / 'plan.json'}")
-    results: dict[str, Any] = {"study": str(args.study), "encoder": encoder.model_dump(), "units": {}}
+    results: dict[str, Any] = {"study": str(args.study), "encoder": proto.metrics.encoder, "units": {}}
     for u in units:
         gen = Generator.load(args.study / "units" / u["key"] / "model" / "checkpoints" / "last.pt")
         train = data.subsets[(u["fields"]["regime"], u["fields"]["draw"], gen.config.size)]
         val = data.splits[gen.config.size].val
-        score = _scorer(train, val, encoder)
+        score = _scorer(extractor, val)
         labels = np.repeat(np.arange(len(train.classes)), args.n_per_class)
         entry: dict[str, Any] = {"fields": u["fields"], "train_steps": gen.step, "n_val": len(val),
                                  "floor": score(train.images, train.labels), "samples": {}, "edits": {}}

@@ -1,13 +1,18 @@
 """Training-step speed of cxraug models by memory format (and torch.compile), side by side (JSON on stdout).
 
-For each model - the DCGAN of ``bench/dcgan_vs_examples.py`` (64 px, width 64, batch 64) and the study classifier
-(ResNet-18 from scratch, 64 px, batch 32, fedoruk augmentation, Adam) - the same training step runs with the default
-(contiguous) layout and with ``channels_last`` weights and inputs, optionally also ``torch.compile``-d; rounds
-alternate between the variants in one process so that machine load hits them alike. Ratios are contiguous seconds
-per step / variant seconds per step (> 1: the variant is faster). A variant is worth turning on only where this
-ratio is clearly above 1 at the threads a study uses.
+Generators run through their own ``channels_last`` config option (the code path a study uses: networks and
+optimiser state change layout in place), each at the settings of a shipped cpu protocol:
+``dcgan`` (the network of ``bench/dcgan_vs_examples.py``: 64 px, width 64, batch 64), ``dcgan-cpu`` (width 32,
+batch 32, as in ``dcgan-vs-wgangp-cpu``), ``wgan-gp`` and ``vae-gan`` (the same widths, as in
+``dcgan-vs-wgangp-cpu`` and ``covid-gan-vaegan-cpu``), ``acgan`` (``covidgan-acgan-cpu``: 32 px), ``ddpm-cpu64`` (the
+``cpu64`` preset of ``small-n-recipes-cpu``) and ``stylegan2-ada`` (``cpu`` preset, 64 px, batch 16). The study
+classifier (``resnet18``: ResNet-18 from scratch, 64 px, batch 32, fedoruk augmentation, Adam) gets
+``channels_last`` weights and inputs. Rounds alternate between the variants in one process so that machine load
+hits them alike. Ratios are contiguous seconds per step / variant seconds per step (> 1: the variant is faster).
+A model's default turns ``channels_last`` on only where this ratio is clearly above 1 at the threads a study uses
+(one per unit in the cpu protocols).
 
-Example (quiet machine): python bench/step_formats.py --threads 2 --rounds 5 --steps 4
+Example (quiet machine): python bench/step_formats.py --threads 1 --rounds 5 --steps 3
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import platform
 import statistics
 import time
+from functools import partial
 from typing import Callable
 
 import torch
@@ -26,22 +32,35 @@ from cxraug.classifiers.config import ClassifierConfig
 from cxraug.classifiers.steps import make_optimizer
 from cxraug.classifiers.trained import build_from_config
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import Batch
+from cxraug.generators.base import Batch, GeneratorKind
 
 CL = torch.channels_last
 
 
-def dcgan_step(layout: str, compiled: bool) -> Callable[[], None]:
-    gen = GENERATORS.get("dcgan")({"size": 64, "batch_size": 64, "g_channels": 64, "d_channels": 64,
-                                   "latent_dim": 100}, classes=["x"])
-    x = torch.rand(64, 1, 64, 64) * 2 - 1
-    if layout == "channels_last":
-        gen.G.to(memory_format=CL)
-        gen.D.to(memory_format=CL)
-        x = x.contiguous(memory_format=CL)
+#: generator settings of the shipped cpu protocols, timed one class-conditional batch at a time
+GENERATOR_CASES: dict[str, tuple[str, dict]] = {
+    "dcgan": ("dcgan", {"size": 64, "batch_size": 64, "g_channels": 64, "d_channels": 64, "latent_dim": 100}),
+    "dcgan-cpu": ("dcgan", {"size": 64, "batch_size": 32, "g_channels": 32, "d_channels": 32}),
+    "wgan-gp": ("wgan-gp", {"size": 64, "batch_size": 32, "g_channels": 32, "d_channels": 32}),
+    "vae-gan": ("vae-gan", {"size": 64, "batch_size": 32, "g_channels": 32, "d_channels": 32}),
+    "acgan": ("acgan", {"size": 32, "g_width": 128, "d_width": 32, "batch_size": 32}),
+    "ddpm-cpu64": ("ddpm", {"preset": "cpu64"}),
+    "stylegan2-ada": ("stylegan2-ada", {"preset": "cpu", "size": 64, "batch_size": 16}),
+}
+
+
+def generator_step(case: str, layout: str, compiled: bool) -> Callable[[], None]:
+    model, cfg = GENERATOR_CASES[case]
+    cls = GENERATORS.get(model)
+    classes = ["a", "b", "c"] if cls.kind is GeneratorKind.CONDITIONAL else ["x"]
+    gen = cls({**cfg, "channels_last": layout == "channels_last"}, classes=classes)
+    size, batch = gen.config.size, gen.config.batch_size
+    x = torch.rand(batch, 1, size, size) * 2 - 1
+    y = torch.arange(batch) % len(classes)
     if compiled:
-        gen.G, gen.D = torch.compile(gen.G), torch.compile(gen.D)
-    y = torch.zeros(64, dtype=torch.long)
+        for name in gen.checkpointed:
+            if isinstance(getattr(gen, name), torch.nn.Module):
+                setattr(gen, name, torch.compile(getattr(gen, name)))
     return lambda: gen.train_step(Batch(x, y))
 
 
@@ -75,11 +94,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile-d contiguous models")
+    ap.add_argument("--models", default=",".join([*GENERATOR_CASES, "resnet18"]),
+                    help="comma-separated: " + ", ".join([*GENERATOR_CASES, "resnet18"]))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out: dict[str, object] = {"threads": args.threads, "rounds": args.rounds, "steps_per_round": args.steps,
                               "torch": torch.__version__, "platform": platform.platform()}
-    for name, make in (("dcgan", dcgan_step), ("resnet18", resnet_step)):
+    cases: dict[str, Callable[[str, bool], Callable[[], None]]] = {
+        name: partial(generator_step, name) for name in GENERATOR_CASES}
+    cases["resnet18"] = resnet_step
+    for name in args.models.split(","):
+        make = cases[name]
         torch.manual_seed(0)
         variants = {"contiguous": make("contiguous", False), "channels_last": make("channels_last", False)}
         if args.compile:

@@ -96,7 +96,9 @@ def test_channels_last_trains_the_same_model(name: str, tmp_path) -> None:
     module's own parameters (in the new layout), the EMA copy follows, resume is exact, and a few steps land where
     the contiguous model lands up to rounding."""
     data = tiny_set()
-    base = make(name, steps=3, ema_decay=0.5)
+    base = make(name, steps=3, ema_decay=0.5, channels_last=False)
+    assert not any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                   for m in base.modules().values() for p in m.parameters())
     base.fit(data, tmp_path / "base")
     cl = make(name, steps=3, ema_decay=0.5, channels_last=True)
     start = params(cl)
@@ -114,6 +116,15 @@ def test_channels_last_trains_the_same_model(name: str, tmp_path) -> None:
     for k, v in params(second).items():
         torch.testing.assert_close(v, after[k], rtol=0, atol=0, msg=k)
     np.testing.assert_array_equal(second.sample(4, seed=1), cl.sample(4, seed=1))
+
+
+@pytest.mark.parametrize("name,on", [("dcgan", True), ("vae-gan", True), ("wgan-gp", False)])
+def test_channels_last_is_on_by_default_only_where_measured_faster(name: str, on: bool) -> None:
+    """DCGAN and VAE-GAN default to channels_last (faster in bench/step_formats.py); WGAN-GP, whose config
+    inherits the DCGAN's, keeps the contiguous layout (its gradient-penalty step measured slower)."""
+    gen = GENERATORS.get(name)({**TINY[name]}, classes=["COVID"])
+    convs = [p for m in gen.modules().values() for p in m.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) is on for p in convs if p.shape[1] > 1)
 
 
 @pytest.mark.parametrize("name", sorted(TINY))

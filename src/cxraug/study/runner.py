@@ -47,7 +47,7 @@ def _executor(name: str, address: str | None, proto: Protocol, workers: int = 1)
     raise CxraugError(f"unknown executor {name!r}; use local or ray")
 
 
-def _extractor(proto: Protocol, data: StudyData, data_size: int, device: str) -> Any:
+def study_extractor(proto: Protocol, data: StudyData, data_size: int, device: str) -> Any:
     """The feature extractor for generator scoring and image metrics (domain encoder trained on the
     real training fold, cached by content hash)."""
     if not proto.metrics.image_metrics:
@@ -145,7 +145,7 @@ def _run(proto: Protocol, out: Path, data_root: str | None, test_root: str | Non
     io.write_json(out / "plan.json", [{"key": u.key, "kind": u.kind, "fields": u.fields, "needs": u.needs}
                                       for u in plan.units])
     pending_gens = [u for u in plan.of_kind("generator") if u.key not in done]
-    extractor = _extractor(proto, data, data_size, proto.execution.device) if pending_gens else None
+    extractor = study_extractor(proto, data, data_size, proto.execution.device) if pending_gens else None
     tasks = _tasks(plan, store, proto, data, extractor)
     by_key = plan.by_key()
 
