@@ -8,9 +8,9 @@ regime and draw is rebuilt exactly as the study built it; the generator's ``last
 each ``--strength``, at each of ``--steps`` DDIM steps (seed 0; free samples at the model's own guidance, edits at
 ``--guidance``). Scores, in the features the study itself scored its generators with
 (:func:`cxraug.study.runner.study_extractor`: the domain encoder trained on the whole real training fold, not on
-the subset, so that these numbers and the study's ``generator_classes.csv`` are comparable): KID x 1000 and PRDC coverage (k = 5) against the *validation* images of the study's split (test
-images are never read), per class and pooled; for edits also the mean absolute pixel change from the source (0-255).
-``floor`` is the same for the real training images themselves. Seconds per image are wall times at ``--threads``.
+the subset, so that these numbers and the study's ``generator_classes.csv`` are comparable): KID x 1000 and PRDC
+coverage (k = 5) against the *validation* images of the study's split (test images are never read), per class and
+pooled; for edits also the mean absolute pixel change from the source (0-255). ``floor`` is the same for the real training images themselves. Seconds per image are wall times at ``--threads``.
 
 Example: python bench/ddpm_few_steps.py --study runs/recipes --steps 2,4,6,10,15 > runs/ddpm_few_steps.json
 """
@@ -67,6 +67,8 @@ def main() -> None:
     data = load_study_data(proto, None, None)
     data_size, _, _ = sizes_needed(proto)
     extractor = study_extractor(proto, data, data_size, "cpu")
+    if extractor is None:
+        raise SystemExit(f"{args.study / 'protocol.yaml'} sets metrics.image_metrics: false; nothing to score with")
     plan = json.loads((args.study / "plan.json").read_text())
     units = [u for u in plan if u["kind"] == "generator" and u["fields"]["model"] == "ddpm"
              and args.unit in (None, u["key"])]

@@ -37,7 +37,7 @@ from cxraug.generators.base import Batch, GeneratorKind
 CL = torch.channels_last
 
 
-#: generator settings of the shipped cpu protocols, timed one class-conditional batch at a time
+#: (registry name, config) of each timed generator: the settings of a shipped cpu protocol
 GENERATOR_CASES: dict[str, tuple[str, dict]] = {
     "dcgan": ("dcgan", {"size": 64, "batch_size": 64, "g_channels": 64, "d_channels": 64, "latent_dim": 100}),
     "dcgan-cpu": ("dcgan", {"size": 64, "batch_size": 32, "g_channels": 32, "d_channels": 32}),
