@@ -10,7 +10,8 @@ each ``--strength``, at each of ``--steps`` DDIM steps (seed 0; free samples at 
 (:func:`cxraug.study.runner.study_extractor`: the domain encoder trained on the whole real training fold, not on
 the subset, so that these numbers and the study's ``generator_classes.csv`` are comparable): KID x 1000 and PRDC
 coverage (k = 5) against the *validation* images of the study's split (test images are never read), per class and
-pooled; for edits also the mean absolute pixel change from the source (0-255). ``floor`` is the same for the real training images themselves. Seconds per image are wall times at ``--threads``.
+pooled; for edits also the mean absolute pixel change from the source (0-255). ``floor`` is the same for the real
+training images themselves. Seconds per image are wall times at ``--threads``.
 
 Example: python bench/ddpm_few_steps.py --study runs/recipes --steps 2,4,6,10,15 > runs/ddpm_few_steps.json
 """
