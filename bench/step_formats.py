@@ -5,14 +5,16 @@ optimiser state change layout in place), each at the settings of a shipped cpu p
 ``dcgan`` (the network of ``bench/dcgan_vs_examples.py``: 64 px, width 64, batch 64), ``dcgan-cpu`` (width 32,
 batch 32, as in ``dcgan-vs-wgangp-cpu``), ``wgan-gp`` and ``vae-gan`` (the same widths, as in
 ``dcgan-vs-wgangp-cpu`` and ``covid-gan-vaegan-cpu``), ``acgan`` (``covidgan-acgan-cpu``: 32 px), ``ddpm-cpu64`` (the
-``cpu64`` preset of ``small-n-recipes-cpu``) and ``stylegan2-ada`` (``cpu`` preset, 64 px, batch 16). The study
-classifier (``resnet18``: ResNet-18 from scratch, 64 px, batch 32, fedoruk augmentation, Adam) gets
-``channels_last`` weights and inputs. Rounds alternate between the variants in one process so that machine load
+``cpu64`` preset of ``small-n-recipes-cpu``) and ``stylegan2-ada`` (``cpu`` preset, 64 px, batch 16).
+Classifiers (every registered one, from scratch: ``resnet18`` at 64 px as in the cpu protocols, ``custom-cnn`` at
+32 px as in the quickstart, the others at 64 px) run through ``ClassifierConfig.channels_last``: a training step
+(batch 32, fedoruk augmentation, Adam) and, as ``NAME-eval``, one validation pass over 256 images. Rounds alternate between the variants in one process so that machine load
 hits them alike. Ratios are contiguous seconds per step / variant seconds per step (> 1: the variant is faster).
 A model's default turns ``channels_last`` on only where this ratio is clearly above 1 at the threads a study uses
 (one per unit in the cpu protocols).
 
 Example (quiet machine): python bench/step_formats.py --threads 1 --rounds 5 --steps 3
+(classifiers only: ``--models resnet18,custom-cnn,...,resnet18-eval,...``)
 """
 
 from __future__ import annotations
@@ -64,23 +66,46 @@ def generator_step(case: str, layout: str, compiled: bool) -> Callable[[], None]
     return lambda: gen.train_step(Batch(x, y))
 
 
-def resnet_step(layout: str, compiled: bool) -> Callable[[], None]:
-    cfg = ClassifierConfig(model="resnet18", batch_size=32, augment="fedoruk")
-    net = build_from_config(cfg, 3, 64, load_weights=False)
+#: (model, head, image size) of each timed classifier: the settings of a shipped protocol (``resnet18``: the cpu
+#: protocols' classifier; ``custom-cnn``: the quickstart's at 32 px; the others at 64 px)
+CLASSIFIER_CASES: dict[str, tuple[str, str | None, int]] = {
+    "resnet18": ("resnet18", None, 64),
+    "custom-cnn": ("custom-cnn", None, 32),
+    "simple-resnet18": ("simple-resnet18", None, 64),
+    "ib-resnet": ("ib-resnet", None, 64),
+    "vgg16": ("vgg16", "iit-vgg16", 64),
+    "resnet50": ("resnet50", None, 64),
+}
+#: validation images of one timed evaluation pass (``_validate``'s batch)
+EVAL_IMAGES = 256
+
+
+def classifier_case(case: str, layout: str, compiled: bool) -> Callable[[], None]:
+    """One training step (batch 32, fedoruk augmentation, Adam) through the ``channels_last`` config option; with
+    ``case`` ending in ``-eval``, one validation pass over EVAL_IMAGES images instead."""
+    evaluate = case.endswith("-eval")
+    model, head, size = CLASSIFIER_CASES[case.removesuffix("-eval")]
+    cfg = ClassifierConfig(model=model, head=head, batch_size=32, augment="fedoruk",
+                           channels_last=layout == "channels_last")
+    net = build_from_config(cfg, 3, size, load_weights=False)
+    model_fn = torch.compile(net) if compiled else net
+    if evaluate:
+        v = torch.rand(EVAL_IMAGES, 1, size, size) * 2 - 1
+
+        def forward() -> None:
+            net.eval()
+            with torch.no_grad():
+                model_fn(v)
+
+        return forward
     policy = POLICIES.get(cfg.augment)(cfg.augment_magnitude)
     opt = make_optimizer(cfg, list(net.parameters()), 1e-3)
-    x_u = torch.rand(32, 1, 64, 64)
+    x_u = torch.rand(32, 1, size, size)
     y = torch.arange(32) % 3
-    if layout == "channels_last":
-        net.to(memory_format=CL)
-    model = torch.compile(net) if compiled else net
 
     def step() -> None:
         net.train()
-        x = policy(x_u)
-        if layout == "channels_last":
-            x = x.contiguous(memory_format=CL)
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = torch.nn.functional.cross_entropy(model_fn(policy(x_u)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -94,15 +119,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--compile", action="store_true", help="also time torch.compile-d contiguous models")
-    ap.add_argument("--models", default=",".join([*GENERATOR_CASES, "resnet18"]),
-                    help="comma-separated: " + ", ".join([*GENERATOR_CASES, "resnet18"]))
+    names = [*GENERATOR_CASES, *CLASSIFIER_CASES, *(f"{c}-eval" for c in CLASSIFIER_CASES)]
+    ap.add_argument("--models", default=",".join(names), help="comma-separated: " + ", ".join(names))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out: dict[str, object] = {"threads": args.threads, "rounds": args.rounds, "steps_per_round": args.steps,
                               "torch": torch.__version__, "platform": platform.platform()}
     cases: dict[str, Callable[[str, bool], Callable[[], None]]] = {
         name: partial(generator_step, name) for name in GENERATOR_CASES}
-    cases["resnet18"] = resnet_step
+    cases.update({name: partial(classifier_case, name) for name in names if name not in GENERATOR_CASES})
     for name in args.models.split(","):
         make = cases[name]
         torch.manual_seed(0)

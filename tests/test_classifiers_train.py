@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cxraug.classifiers import ClassifierConfig, TrainedClassifier, evaluate, train_classifier
 import cxraug.classifiers.train
 from cxraug.classifiers.loss import WeightedCE, class_weight_tensor
-from cxraug.classifiers.trained import undertrained_note
+from cxraug.classifiers.trained import build_from_config, undertrained_note
 from cxraug.cli import app
 from cxraug.data.imageset import ImageSet
 from cxraug.errors import CxraugError
@@ -50,6 +50,30 @@ def test_same_seed_twice_gives_identical_metrics() -> None:
     assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
     c = train_classifier(train, val, tiny(augment="fedoruk", seed=1), device="cpu")
     assert not torch.equal(c.model.fc.weight, a.model.fc.weight)
+
+
+@pytest.mark.parametrize("model,size", [("custom-cnn", 16), ("resnet18", 32)])
+def test_channels_last_is_the_default_and_computes_the_same_model(model: str, size: int) -> None:
+    """Classifiers default to channels_last (faster for every registered model in bench/step_formats.py): the
+    layout of the weights changes, not the function. The same weights give the same logits and (without dropout)
+    the same gradients up to rounding (reproducibility from a seed: the test above runs the default)."""
+    nets = {}
+    for layout in (True, False):
+        torch.manual_seed(0)
+        nets[layout] = build_from_config(tiny(model=model, channels_last=layout), 3, size, load_weights=False)
+    kernels = [p for p in nets[True].parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                           for p in kernels)
+    assert all(p.is_contiguous() for p in nets[False].parameters())
+    assert tiny(model=model).channels_last
+    x, y = torch.rand(8, 1, size, size) * 2 - 1, torch.arange(8) % 3
+    with torch.no_grad():
+        torch.testing.assert_close(nets[True].eval()(x), nets[False].eval()(x), rtol=1e-4, atol=1e-5)
+    if model == "resnet18":  # no dropout (4-d dropout draws its masks in memory order: other, equally likely masks)
+        for net in nets.values():
+            torch.nn.functional.cross_entropy(net.train()(x), y).backward()
+        for (name, p), q in zip(nets[True].named_parameters(), nets[False].parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4, msg=name)
 
 
 def _val_loss(model: TrainedClassifier, val: ImageSet) -> float:
@@ -217,6 +241,7 @@ def test_checkpoint_round_trip_and_predict_command(tmp_path) -> None:
     assert (tmp_path / "run" / "history.csv").read_text().startswith("check,phase,steps,epoch,lr,")
     loaded = TrainedClassifier.load(tmp_path / "run" / "best.pt")
     assert loaded.classes == CLASSES and loaded.config == trained.config
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in loaded.model.parameters() if p.dim() == 4)
     assert (loaded.best_check, loaded.converged) == (trained.best_check, trained.converged)
     expected = trained.predict_proba(test.images, device="cpu")
     assert np.allclose(loaded.predict_proba(test.images, device="cpu"), expected, atol=1e-6)

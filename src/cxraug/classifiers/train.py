@@ -4,6 +4,8 @@
 
 * Device and precision through Fabric: ``device`` ``auto`` | ``cpu`` | ``cuda``; bf16-mixed on GPU, fp32 on CPU
   (``cfg.precision``). Deterministic on CPU for a seed: same seed twice gives identical weights and metrics.
+  Weights and activations are channels_last unless ``cfg.channels_last`` is False (the same function, other
+  rounding; 4-d dropout then draws its masks in that layout's order).
 * Batches stream from the training images (uint8 in memory) in seeded, reshuffled passes; every batch is full
   (it may straddle two passes). One pass = ceil(N / batch_size) optimiser steps.
 * Budgets are counted in optimiser steps: the training phase makes at most ``max_steps`` steps (default

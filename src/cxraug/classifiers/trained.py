@@ -103,5 +103,7 @@ def undertrained_note(trained: TrainedClassifier) -> str:
 
 
 def build_from_config(cfg: ClassifierConfig, num_classes: int, size: int, load_weights: bool = True) -> Classifier:
-    return build_classifier(cfg.model, num_classes, size, head=cfg.head, pretrained=cfg.is_pretrained,
-                            weights=cfg.weights, load_weights=load_weights)
+    """The configured network, in the configured memory format (loaded weights keep it)."""
+    net = build_classifier(cfg.model, num_classes, size, head=cfg.head, pretrained=cfg.is_pretrained,
+                           weights=cfg.weights, load_weights=load_weights)
+    return net.to(memory_format=torch.channels_last) if cfg.channels_last else net

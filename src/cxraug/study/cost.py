@@ -195,7 +195,8 @@ class StepTimer:
         """One optimiser step (with ``cfg.augment``) and one image's forward pass of the classifier."""
         what = {"kind": "classifier", "model": cfg.model, "head": cfg.head, "batch": cfg.batch_size,
                 "augment": cfg.augment, "magnitude": cfg.augment_magnitude, "optimizer": cfg.optimizer,
-                "pretrained": cfg.is_pretrained, "size": size, "classes": num_classes}
+                "pretrained": cfg.is_pretrained, "channels_last": cfg.channels_last, "size": size,
+                "classes": num_classes}
 
         def measure() -> tuple[float, float]:
             net = build_from_config(cfg, num_classes, size, load_weights=False).to(self.device)
