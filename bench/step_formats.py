@@ -8,10 +8,11 @@ batch 32, as in ``dcgan-vs-wgangp-cpu``), ``wgan-gp`` and ``vae-gan`` (the same 
 ``cpu64`` preset of ``small-n-recipes-cpu``) and ``stylegan2-ada`` (``cpu`` preset, 64 px, batch 16).
 Classifiers (every registered one, from scratch: ``resnet18`` at 64 px as in the cpu protocols, ``custom-cnn`` at
 32 px as in the quickstart, the others at 64 px) run through ``ClassifierConfig.channels_last``: a training step
-(batch 32, fedoruk augmentation, Adam) and, as ``NAME-eval``, one validation pass over 256 images. Rounds alternate between the variants in one process so that machine load
-hits them alike. Ratios are contiguous seconds per step / variant seconds per step (> 1: the variant is faster).
-A model's default turns ``channels_last`` on only where this ratio is clearly above 1 at the threads a study uses
-(one per unit in the cpu protocols).
+(batch 32, fedoruk augmentation, Adam) and, as ``NAME-eval``, one validation pass over 256 images. Rounds alternate
+between the variants in one process so that machine load hits them alike. Ratios are contiguous seconds per step /
+variant seconds per step (> 1: the variant is faster). A model's default turns ``channels_last`` on only where this
+ratio is clearly above 1 at the threads a study uses (one per unit in the cpu protocols; for a classifier, its
+training step or its validation pass, and the other not below 1).
 
 Example (quiet machine): python bench/step_formats.py --threads 1 --rounds 5 --steps 3
 (classifiers only: ``--models resnet18,custom-cnn,...,resnet18-eval,...``)
@@ -35,9 +36,6 @@ from cxraug.classifiers.steps import make_optimizer
 from cxraug.classifiers.trained import build_from_config
 from cxraug.generators import GENERATORS
 from cxraug.generators.base import Batch, GeneratorKind
-
-CL = torch.channels_last
-
 
 #: (registry name, config) of each timed generator: the settings of a shipped cpu protocol
 GENERATOR_CASES: dict[str, tuple[str, dict]] = {

@@ -66,7 +66,7 @@ class ClassifierConfig(BaseModel):
     precision: Literal["auto", "32", "bf16"] = "auto"
     channels_last: bool = Field(True, description="weights and activations in channels_last memory format: the same "
                                 "mathematics, measured faster for every registered classifier on CPU (training steps "
-                                "1.05-1.6x, validation passes 1.3-2.4x; bench/step_formats.py, BENCHMARKS.md)")
+                                "1.0-1.45x, validation passes 1.3-2.2x; bench/step_formats.py, BENCHMARKS.md)")
     synthetic_weight: float = Field(1.0, ge=0, le=1, description="per-sample loss weight of synthetic images")
     synthetic_label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of synthetic images only")
     synthetic_schedule: Literal["mixed", "pretrain-finetune"] = Field(
