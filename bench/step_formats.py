@@ -5,7 +5,8 @@ optimiser state change layout in place), each at the settings of a shipped cpu p
 ``dcgan`` (the network of ``bench/dcgan_vs_examples.py``: 64 px, width 64, batch 64), ``dcgan-cpu`` (width 32,
 batch 32, as in ``dcgan-vs-wgangp-cpu``), ``wgan-gp`` and ``vae-gan`` (the same widths, as in
 ``dcgan-vs-wgangp-cpu`` and ``covid-gan-vaegan-cpu``), ``acgan`` (``covidgan-acgan-cpu``: 32 px), ``ddpm-cpu64`` (the
-``cpu64`` preset of ``small-n-recipes-cpu``) and ``stylegan2-ada`` (``cpu`` preset, 64 px, batch 16).
+``cpu64`` preset of ``small-n-recipes-cpu``), ``ddpm-quickstart`` (the quickstart's 32 px UNet) and
+``stylegan2-ada`` (``cpu`` preset, 64 px, batch 16).
 Classifiers (every registered one, from scratch: ``resnet18`` at 64 px as in the cpu protocols, ``custom-cnn`` at
 32 px as in the quickstart, the others at 64 px) run through ``ClassifierConfig.channels_last``: a training step
 (batch 32, fedoruk augmentation, Adam) and, as ``NAME-eval``, one validation pass over 256 images. Rounds alternate
@@ -45,6 +46,8 @@ GENERATOR_CASES: dict[str, tuple[str, dict]] = {
     "vae-gan": ("vae-gan", {"size": 64, "batch_size": 32, "g_channels": 32, "d_channels": 32}),
     "acgan": ("acgan", {"size": 32, "g_width": 128, "d_width": 32, "batch_size": 32}),
     "ddpm-cpu64": ("ddpm", {"preset": "cpu64"}),
+    "ddpm-quickstart": ("ddpm", {"size": 32, "channels": [16, 32], "attention_levels": [False, False],
+                                 "num_head_channels": 16, "norm_num_groups": 8, "batch_size": 16}),
     "stylegan2-ada": ("stylegan2-ada", {"preset": "cpu", "size": 64, "batch_size": 16}),
 }
 
