@@ -71,6 +71,11 @@ def test_added_baselines_are_noted_in_the_outputs(default_study: Path) -> None:
         ablation = list(csv.DictReader(f))
     assert [(a["arm"], a["mode"], a["classical_arm"]) for a in ablation] == [("dcgan", "add 12/class", "classical")]
     assert ablation[0]["f1_vs_classical"] == vs["mean"] and "Recipe ablation" in report
+    dcgan_val = val_f1["dcgan"]
+    assert float(ablation[0]["val_f1"]) == pytest.approx(sum(dcgan_val) / len(dcgan_val))
+    assert ablation[0]["chosen"] == "True"  # the only generative arm
+    chosen = json.loads((default_study / "study.json").read_text())["fairness"]["chosen_on_validation"]
+    assert list(chosen.values()) == ["dcgan"]
 
 
 def test_a_budget_that_ends_while_the_loss_still_falls_is_flagged(default_study: Path) -> None:

@@ -12,7 +12,8 @@ input exists):
 * ``comparisons.csv`` - paired differences: ``regime``, ``classifier``, ``arm``, ``baseline``, ``metric``,
   ``mean``, ``ci_low``, ``ci_high``, ``p_holm``, ``covers``, optionally ``boot_low``/``boot_high``.
 * ``ablation.csv`` - per generative arm: ``generator``, ``mode``, ``filter``, ``weight``, ``schedule``,
-  ``classical`` and ``f1`` / ``mcc`` ``_vs_classical``, ``_low``, ``_high``, ``_p_holm`` (:mod:`cxraug.study.ablation`).
+  ``classical``, ``f1`` / ``mcc`` ``_vs_classical``, ``_low``, ``_high``, ``_p_holm``, ``val_f1`` and ``chosen``
+  (:mod:`cxraug.study.ablation`).
 * ``generators.csv`` - one row per generator unit: ``unit``, ``kind=generator``, ``generator``, ``model``,
   ``regime``, ``draw``, ``gen_seed``, image metrics (``kid``, ``floor_kid``, ``fid``, ``floor_fid``,
   ``coverage``, ``floor_coverage``, ``prdc_precision``, ``prdc_recall``, ``memorised_fraction``), ``wall_s``.

@@ -78,7 +78,8 @@ def ablation_rows(sd: StudyDir) -> list[dict[str, str]]:
     return [{**{k: r.get(k, "") for k in ("regime", "classifier", "arm", "generator", "mode", "filter", "weight",
                                           "schedule", "classical")},
              "f1": diff(r, "f1"), "f1_p": _f(num(r, "f1_p_holm"), 4), "mcc": diff(r, "mcc"),
-             "mcc_p": _f(num(r, "mcc_p_holm"), 4)} for r in sd.ablation]
+             "mcc_p": _f(num(r, "mcc_p_holm"), 4), "val_f1": _f(num(r, "val_f1")),
+             "chosen": r.get("chosen") == "True"} for r in sd.ablation]
 
 
 def headline(sd: StudyDir) -> list[dict[str, str]]:

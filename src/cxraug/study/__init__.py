@@ -63,7 +63,8 @@ Output directory (``OUT``; every file written atomically):
   classifier seed; generator seeds averaged within a pair), ``mean``, ``sd``, ``ci_low``, ``ci_high``, ``t``, ``p``, ``p_holm`` (Holm over every comparison of that
   metric), ``covers``, ``boot_*`` (paired test-image bootstrap of the difference).
 * ``ablation.csv`` - the recipe ablation (:mod:`cxraug.study.ablation`): per generative arm its generator, mode,
-  filter, synthetic weight, schedule and classical policy beside its paired macro-F1 / MCC difference to classical.
+  filter, synthetic weight, schedule and classical policy beside its paired macro-F1 / MCC difference to classical,
+  its mean validation macro-F1 (``val_f1``) and ``chosen`` (the generative arm with the best ``val_f1``).
 * ``subgroups.csv`` - when the test images carry ``metrics.subgroups`` columns (``population``,
   ``source_repo``): per arm x ``subgroup`` (``column=value``) mean/sd/t-interval of each metric, ``n_test``.
 * ``generator_classes.csv`` - per generator unit and ``class``: the image metrics (``prdc_*`` as in
@@ -77,7 +78,8 @@ Output directory (``OUT``; every file written atomically):
 * ``tables.md`` - the published tables in their own layout (``tables:`` of the protocol), mean ± sd.
 * ``study.json`` - ``data`` (``"phantom"`` for phantom data), ``classes``, ``fingerprint``, ``test_data``,
   split and regime counts, ``warnings`` (data audit), ``fairness`` (``budget``: how the arms' budgets compare;
-  ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``), versions, device, executor,
+  ``added_arms``; ``warnings``: undertrained units; ``strongest_baselines``; ``chosen_on_validation``:
+  regime/classifier -> the generative arm chosen on validation), versions, device, executor,
   command, ``wall_s``, ``stamp`` (:func:`cxraug.stamp.run_stamp`), ``failures`` (one line per arm that lost
   repeats and per failed generator unit, saying why), ``integrity`` (``quarantined``: damaged files moved aside
   by this run, ``partial_files_removed``, ``stale_lock_taken_over``), ``cost`` (:mod:`cxraug.study.cost`: ``estimate_s`` of what

@@ -4,11 +4,15 @@ One row per regime, classifier and generative arm (``ablation.csv``; the report'
 ``generator`` (protocol entry and model), ``mode`` (add / balance / ratio, or edit with its edits per image,
 strength and target), ``filter`` (the curation tests), ``weight`` (synthetic loss weight and label smoothing),
 ``schedule`` (mixed or pretrain-finetune), ``classical`` (the arm's classical policy), and for macro-F1 and MCC the
-paired difference to the first ``classical`` arm with its interval and Holm-adjusted p (from ``comparisons.csv``).
+paired difference to the first ``classical`` arm with its interval and Holm-adjusted p (from ``comparisons.csv``),
+``val_f1`` (the arm's mean validation macro-F1 over its repeats) and ``chosen``: the generative arm with the
+highest ``val_f1`` of its regime and classifier, the one recipe a study picks without looking at test images (ties go
+to the first arm of the protocol).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cxraug.augment.synthetic import CurationFilter, SyntheticPolicy
@@ -55,13 +59,21 @@ def components(arm: ArmSpec, proto: Protocol) -> dict[str, str]:
             "schedule": schedule, "classical": arm.classical or "-"}
 
 
-def ablation_rows(proto: Protocol, comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of ``ablation.csv`` (empty when the study has no generative arm or no classical arm)."""
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def ablation_rows(proto: Protocol, comparisons: list[dict[str, Any]],
+                  val_f1: dict[tuple[str, str], dict[str, list[float]]]) -> list[dict[str, Any]]:
+    """Rows of ``ablation.csv`` (empty when the study has no generative arm or no classical arm); ``val_f1``:
+    (regime, classifier) -> arm -> the validation macro-F1 of each of its repeats."""
     vs = {(c["regime"], c["classifier"], c["arm"], c["metric"]): c for c in comparisons
           if c["baseline_role"] == "classical"}
     rows = []
     for regime in proto.regimes:
         for clf in proto.classifiers:
+            group = []
             for arm in (a for a in proto.arms_in(regime) if a.role == "generative"):
                 diffs: dict[str, Any] = {}
                 for m in ABLATION_METRICS:
@@ -71,6 +83,11 @@ def ablation_rows(proto: Protocol, comparisons: list[dict[str, Any]]) -> list[di
                                       f"{m}_high": c["ci_high"], f"{m}_p_holm": c.get("p_holm")})
                         diffs.setdefault("classical_arm", c["baseline"])
                 if diffs:
-                    rows.append({"regime": regime.name, "classifier": clf.name, "arm": arm.name,
-                                 **components(arm, proto), **diffs})
+                    val = _mean(val_f1.get((regime.name, clf.name), {}).get(arm.name, []))
+                    group.append({"regime": regime.name, "classifier": clf.name, "arm": arm.name,
+                                  **components(arm, proto), **diffs, "val_f1": val, "chosen": False})
+            scored = [r for r in group if math.isfinite(r["val_f1"])]
+            if scored:
+                max(scored, key=lambda r: r["val_f1"])["chosen"] = True
+            rows += group
     return rows

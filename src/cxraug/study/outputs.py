@@ -228,7 +228,8 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     ok_groups = {(r["regime"], r["classifier"], r["arm"]) for r in crows}
     summary += stats.summarise([r for r in every if (r["regime"], r["classifier"], r["arm"]) not in ok_groups],
                                metrics, conf)  # arms that lost every repeat: n = 0
-    pairs = pairings(proto, data.classes, _val_f1(crows))
+    val_f1 = _val_f1(crows)
+    pairs = pairings(proto, data.classes, val_f1)
     comparisons = stats.compare(crows, pairs, metrics, conf)
     strongest = {(p.regime, p.classifier): p.baseline for p in pairs if p.strongest}
     undertrained: dict[tuple[str, str, str], int] = {}
@@ -251,7 +252,8 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     add_curation(summary, crows)
     _csv(out / "summary.csv", summary)
     _csv(out / "comparisons.csv", comparisons)
-    ablation = ablation_rows(proto, comparisons)
+    ablation = ablation_rows(proto, comparisons, val_f1)
+    fairness["chosen_on_validation"] = {f"{r['regime']}/{r['classifier']}": r["arm"] for r in ablation if r["chosen"]}
     if ablation:
         _csv(out / "ablation.csv", ablation)
     _, _, clf_sizes = sizes_needed(proto)
@@ -276,6 +278,11 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     io.write_json(out / "study.json", meta)
     print_summary(proto, summary, comparisons)
     console.print(fairness["budget"])
+    for r in (r for r in ablation if r["chosen"]):
+        console.print(f"generative arm chosen on validation ({r['regime']} / {r['classifier']}): {r['arm']}, mean "
+                      f"validation macro-F1 {r['val_f1']:.3f}; test macro-F1 vs {r['classical_arm']} "
+                      f"{r.get('f1_vs_classical', math.nan):+.3f} [{r.get('f1_low', math.nan):+.3f}, "
+                      f"{r.get('f1_high', math.nan):+.3f}]")
     for line in fairness["added_arms"]:
         console.print(f"[yellow]note[/]: {line}")
     for line in fairness["warnings"] + failures:
