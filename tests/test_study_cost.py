@@ -79,6 +79,32 @@ def test_unit_estimates_count_steps_images_and_per_class_models(tiny) -> None:  
     assert g72 - g24 == pytest.approx(2 * 48 * 2.0 + 2 * (72 - 24) // cfg["sample_every"] * 16 * 0.1)
 
 
+def test_ddpm_edits_cost_their_whole_chain_and_twice_when_guided(tiny) -> None:  # noqa: ANN001
+    from cxraug.augment.synthetic import SyntheticPolicy
+
+    proto, data, plan = tiny
+    gen = next(iter(plan.of_kind("generator")))
+    config = {"size": 32, "steps": 10, "sample_every": 10, "checkpoint_every": 10, "sample_steps": 20,
+              "guidance_scale": 1.0}
+    counts, sizes = {"COVID": 12, "Normal": 12}, UnitSizes(n_val=20, n_test=30)
+
+    def cost(**edit: object) -> float:
+        policies = [SyntheticPolicy(mode="edit", per_image=2, **edit)] if edit else []
+        spec = gen.spec.model_copy(update={"model": "ddpm", "config": config, "pool": {}, "curations": [],
+                                           "edits": policies})
+        return unit_seconds(Unit(key="g", kind="generator", fields={}, spec=spec), counts, sizes, 32,
+                            _FixedTimer())
+
+    base = cost()
+    # 48 edits; a timed image is a 20-step unguided chain (0.1 s): 10 steps guided = 20 passes = one image each
+    assert cost(strength=0.3, steps=10, guidance=3.0) - base == pytest.approx(48 * 0.1)
+    assert cost(strength=0.9, steps=10, guidance=3.0) - base == pytest.approx(48 * 0.1)  # not scaled by strength
+    assert cost(strength=0.3, steps=10, guidance=1.0) - base == pytest.approx(48 * 0.05)
+    assert cost(strength=0.3) - base == pytest.approx(48 * 0.1)  # the model's own 20 steps and guidance
+    # a strength below steps / T (1000 timesteps) has fewer steps to run: s = 0.005 is 5 of them
+    assert cost(strength=0.005, steps=10, guidance=1.0) - base == pytest.approx(48 * 0.1 * 5 / 20)
+
+
 def test_step_times_are_cached_per_machine_and_threads(tmp_path: Path, tiny) -> None:  # noqa: ANN001
     proto, data, plan = tiny
     clf = next(u for u in plan.of_kind("classifier"))

@@ -103,6 +103,13 @@ class DDPMConfig(GeneratorConfig):
                              f"({self.train_timesteps})")
         return self
 
+    def network_passes(self, steps: int | None = None, guidance: float | None = None, strength: float = 1.0) -> int:
+        """UNet passes per image of one chain (``steps`` and ``guidance`` default to the sampling fields): an edit
+        of ``strength`` s runs ``min(steps, round(s x T))`` DDIM steps whatever s, one pass each, and a guided
+        step (guidance other than 0 or 1) passes a doubled batch (what the cost model counts)."""
+        k = min(self.sample_steps if steps is None else steps, max(round(strength * self.train_timesteps), 0))
+        return k * (1 if (self.guidance_scale if guidance is None else guidance) in (0, 1) else 2)
+
 
 def _schedule_args(c: DDPMConfig) -> dict[str, Any]:
     args: dict[str, Any] = {"num_train_timesteps": c.train_timesteps, "schedule": c.schedule}

@@ -10,7 +10,8 @@ times those seconds:
   (``kid_samples``) and for grids, the pool (with the near-copy gate's headroom) and the domain features of those
   and of the real training images when the study scores images, curation (the judge's training
   steps and the candidates drawn, assuming half are kept, at most ``max_draw``) and edits (``per_image`` x the
-  source images x the mean strength's share of a sampling chain);
+  source images, each the network passes of its chain over those of a timed sample: an edit runs all its DDIM
+  ``steps`` whatever its strength, two passes a step when guided);
 * classifier unit: its optimiser steps (with the arm's classical augmentation; with early stopping the whole
   budget, so an upper bound) and one forward pass per validation image at every check, plus the final
   validation and test predictions.
@@ -44,7 +45,8 @@ from cxraug.classifiers.steps import make_optimizer
 from cxraug.classifiers.trained import build_from_config
 from cxraug.data.imageset import ImageSet, to_unit
 from cxraug.generators import GENERATORS
-from cxraug.generators.base import GeneratorKind
+from cxraug.generators.base import GeneratorConfig, GeneratorKind
+from cxraug.generators.ddpm import DDPMConfig
 from cxraug.device import resolve_device
 from cxraug.errors import CxraugError
 from cxraug.metrics.encoder import EncoderConfig, default_cache_dir, encoder_hash, encoder_path
@@ -263,18 +265,24 @@ def _generator_seconds(spec: GeneratorUnitSpec, counts: dict[str, int], timer: S
     for f in spec.curations:
         images += pool * min(f.max_draw, 1 / KEPT_SHARE)
     for policy in spec.edits:
-        images += _edit_images(policy, counts, classes) * (min(policy.filter.max_draw, 1 / KEPT_SHARE)
+        images += _edit_images(policy, counts, classes, cfg) * (min(policy.filter.max_draw, 1 / KEPT_SHARE)
                                                            if policy.filter else 1.0)
     return train_s + extra_s + images * t.image_s
 
 
-def _edit_images(policy: SyntheticPolicy, counts: dict[str, int], classes: list[str]) -> float:
-    """Edits in units of one full sampling chain: an edit at strength s runs about s of the chain."""
-    strength = policy.strength if isinstance(policy.strength, (int, float)) else sum(policy.strength or [1]) / 2
+def _edit_images(policy: SyntheticPolicy, counts: dict[str, int], classes: list[str],
+                 cfg: GeneratorConfig) -> float:
+    """Edits in units of one timed image (a free sample at the model's own steps and guidance): a DDPM edit costs
+    its chain's network passes (:meth:`cxraug.generators.ddpm.DDPMConfig.network_passes`: all of ``steps`` for
+    any strength above steps / T, twice over when guided), another editor one sample per edit."""
     edited = policy.classes or classes
     if policy.target is not None:
         edited = [c for c in counts if c != policy.target]
-    return (policy.per_image or 1) * sum(counts.get(c, 0) for c in edited) * float(strength)
+    n = (policy.per_image or 1) * sum(counts.get(c, 0) for c in edited)
+    if not isinstance(cfg, DDPMConfig):
+        return float(n)
+    strength = policy.strength if isinstance(policy.strength, (int, float)) else sum(policy.strength or [1]) / 2
+    return n * cfg.network_passes(policy.steps, policy.guidance, float(strength)) / cfg.network_passes()
 
 
 def _classifier_seconds(spec: ClassifierUnitSpec, counts: dict[str, int], sizes: UnitSizes, size: int,
