@@ -44,6 +44,15 @@ def test_kaggle_layout_with_masks_resized_and_cropped(tmp_path: Path) -> None:
     assert not np.array_equal(cropped.images[i], plain.images[i])
 
 
+def test_a_folder_named_two_ways_gives_the_same_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = class_folders(tmp_path / "data" / "flat", {"COVID": 2, "Normal": 2})
+    absolute, _ = load_imageset(root, preprocess=SMALL)
+    monkeypatch.chdir(tmp_path / "data")
+    relative, _ = load_imageset("../data/./flat", preprocess=SMALL)
+    assert relative.paths == absolute.paths and all(Path(p).is_absolute() for p in relative.paths)
+    assert list(relative.patient_ids) == list(absolute.patient_ids)  # ids made from paths: the same split
+
+
 def test_flat_kaggle_and_class_folders_with_every_extension(tmp_path: Path) -> None:
     root = class_folders(tmp_path / "flat", {"COVID": 2, "Normal": 2})
     for ext in (".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):

@@ -189,7 +189,9 @@ def load_imageset(root: str | Path | None, layout: str = "auto", preprocess: Pre
     """Load ``root`` (None: the phantom dataset) -> (ImageSet, skipped files as [{path, reason}]).
 
     ``classes`` selects and orders classes by name; ``merge`` maps a new name to the names it absorbs,
-    e.g. ``{"Pneumonia": ["Viral_Pneumonia", "Bacterial_Pneumonia"]}`` (merge first, then select).
+    e.g. ``{"Pneumonia": ["Viral_Pneumonia", "Bacterial_Pneumonia"]}`` (merge first, then select). Image paths
+    (and the patient ids made from them) are absolute, so a folder named two ways (``../data``, ``/srv/data``)
+    gives the same images, split and study unit keys.
     """
     data = "phantom" if root is None else str(root)
     if root is None:
@@ -197,6 +199,7 @@ def load_imageset(root: str | Path | None, layout: str = "auto", preprocess: Pre
 
         banner("no --data given: using the built-in PHANTOM dataset (synthetic test data, not medical data)")
         root = phantom_root()
+    root = Path(root).resolve()
     table = read_dataset(root, layout, preprocess, cache_dir)
     if table.skipped:
         console.print(f"{data}: {skipped_summary(table.skipped, len(table.paths) + len(table.skipped))}")
