@@ -253,7 +253,8 @@ def write_outputs(proto: Protocol, plan: Plan, store: UnitStore, data: StudyData
     _csv(out / "summary.csv", summary)
     _csv(out / "comparisons.csv", comparisons)
     ablation = ablation_rows(proto, comparisons, val_f1)
-    fairness["chosen_on_validation"] = {f"{r['regime']}/{r['classifier']}": r["arm"] for r in ablation if r["chosen"]}
+    fairness["chosen_on_validation"] = {f"{r['regime']}/{r['classifier']}": r["arm"]
+                                        for r in ablation if r["chosen"]}
     if ablation:
         _csv(out / "ablation.csv", ablation)
     _, _, clf_sizes = sizes_needed(proto)
